@@ -1,1 +1,266 @@
-//! (stub)
+//! Compilers and compiled modules: one wasmer engine per compiler per process, shared
+//! by every plugin, and an in-process module cache keyed by the module's hash so a
+//! plugin is compiled once however many instances it gets.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmer::{Engine, Module, Store};
+
+/// The code generator that turns wasm into native code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compiler {
+    /// One-pass compiler: compiles several times faster, code runs slower.
+    #[default]
+    Singlepass,
+    /// Optimising compiler: slower to compile, faster code.
+    Cranelift,
+}
+
+impl Compiler {
+    /// Every compiler built into this binary.
+    pub fn available() -> Vec<Compiler> {
+        let mut v = Vec::new();
+        if cfg!(feature = "singlepass") {
+            v.push(Compiler::Singlepass);
+        }
+        if cfg!(feature = "cranelift") {
+            v.push(Compiler::Cranelift);
+        }
+        v
+    }
+
+    /// The lower-case name used on the command line and in cache keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compiler::Singlepass => "singlepass",
+            Compiler::Cranelift => "cranelift",
+        }
+    }
+}
+
+impl fmt::Display for Compiler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compiler {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "singlepass" => Ok(Compiler::Singlepass),
+            "cranelift" => Ok(Compiler::Cranelift),
+            other => Err(EngineError::UnknownCompiler(other.to_string())),
+        }
+    }
+}
+
+/// Compiling or loading a module failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The compiler name is not one we know.
+    #[error("unknown compiler '{0}': use 'singlepass' or 'cranelift'")]
+    UnknownCompiler(String),
+    /// The compiler was left out of this build.
+    #[error("compiler '{0}' is not built into this binary (cargo feature '{0}' is off)")]
+    CompilerNotBuilt(Compiler),
+    /// The wasm file could not be read.
+    #[error("Failed to read WASM: {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The bytes are a component, not a core module.
+    #[error("{0} is a WebAssembly component; tark plugins are core modules (build for wasm32-wasip1 without componentizing)")]
+    Component(String),
+    /// The bytes are not a valid module or do not compile.
+    #[error("Failed to compile WASM: {what}: {message}")]
+    Compile {
+        /// What was compiled (plugin id or path).
+        what: String,
+        /// Compiler message.
+        message: String,
+    },
+}
+
+/// A compiled module with its content hash.
+#[derive(Clone)]
+pub struct CompiledModule {
+    /// The module.
+    pub module: Module,
+    /// SHA-256 of the wasm bytes.
+    pub hash: [u8; 32],
+    /// Size of the wasm bytes.
+    pub wasm_size: usize,
+}
+
+/// One engine (compiler + settings) and the modules it has compiled in this process.
+pub struct WasmEngine {
+    engine: Engine,
+    compiler: Compiler,
+    modules: Mutex<HashMap<[u8; 32], Module>>,
+}
+
+impl fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("compiler", &self.compiler)
+            .finish()
+    }
+}
+
+impl WasmEngine {
+    /// Build a new engine for `compiler`. Prefer [`WasmEngine::shared`]: engines are
+    /// costly and modules compiled by one engine are only usable with it.
+    pub fn new(compiler: Compiler) -> Result<Self, EngineError> {
+        let engine: Engine = match compiler {
+            #[cfg(feature = "singlepass")]
+            Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
+            #[cfg(feature = "cranelift")]
+            Compiler::Cranelift => wasmer::sys::Cranelift::default().into(),
+            #[allow(unreachable_patterns)]
+            other => return Err(EngineError::CompilerNotBuilt(other)),
+        };
+        Ok(WasmEngine {
+            engine,
+            compiler,
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The process-wide engine for `compiler`.
+    pub fn shared(compiler: Compiler) -> Result<Arc<WasmEngine>, EngineError> {
+        static SINGLEPASS: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+        static CRANELIFT: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+        let cell = match compiler {
+            Compiler::Singlepass => &SINGLEPASS,
+            Compiler::Cranelift => &CRANELIFT,
+        };
+        if let Some(e) = cell.get() {
+            return Ok(e.clone());
+        }
+        let engine = Arc::new(WasmEngine::new(compiler)?);
+        Ok(cell.get_or_init(|| engine).clone())
+    }
+
+    /// The compiler this engine uses.
+    pub fn compiler(&self) -> Compiler {
+        self.compiler
+    }
+
+    /// The underlying wasmer engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A new store on this engine (one per instance).
+    pub fn new_store(&self) -> Store {
+        Store::new(self.engine.clone())
+    }
+
+    /// Compile `wasm` (or return the module compiled earlier from the same bytes).
+    pub fn compile(&self, what: &str, wasm: &[u8]) -> Result<CompiledModule, EngineError> {
+        if is_component(wasm) {
+            return Err(EngineError::Component(what.to_string()));
+        }
+        let hash: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(module) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+        {
+            return Ok(CompiledModule {
+                module: module.clone(),
+                hash,
+                wasm_size: wasm.len(),
+            });
+        }
+        let module = Module::new(&self.engine, wasm).map_err(|e| EngineError::Compile {
+            what: what.to_string(),
+            message: e.to_string(),
+        })?;
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, module.clone());
+        Ok(CompiledModule {
+            module,
+            hash,
+            wasm_size: wasm.len(),
+        })
+    }
+
+    /// Read and compile a wasm file.
+    pub fn compile_file(&self, what: &str, path: &Path) -> Result<CompiledModule, EngineError> {
+        let wasm = std::fs::read(path).map_err(|e| EngineError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.compile(what, &wasm)
+    }
+}
+
+/// Is this a component-model binary (layer 1) rather than a core module?
+pub fn is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm.get(6..8) == Some(&[1, 0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiler_names_round_trip() {
+        for c in [Compiler::Singlepass, Compiler::Cranelift] {
+            assert_eq!(c.as_str().parse::<Compiler>().ok(), Some(c));
+        }
+        let err = "llvm".parse::<Compiler>().err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown compiler 'llvm': use 'singlepass' or 'cranelift'")
+        );
+    }
+
+    #[test]
+    fn detects_components() {
+        assert!(is_component(b"\0asm\x0d\x00\x01\x00"));
+        assert!(!is_component(b"\0asm\x01\x00\x00\x00"));
+        assert!(!is_component(b"\0as"));
+    }
+
+    #[test]
+    fn compiles_once_per_engine_and_both_compilers_work() {
+        let wasm = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))")
+            .expect("valid wat");
+        for c in Compiler::available() {
+            let engine = WasmEngine::new(c).expect("engine");
+            let a = engine.compile("t", &wasm).expect("compiles");
+            let b = engine.compile("t", &wasm).expect("compiles");
+            assert_eq!(a.hash, b.hash);
+            assert_eq!(engine.modules.lock().map(|m| m.len()).unwrap_or(0), 1);
+            let mut store = engine.new_store();
+            let instance = wasmer::Instance::new(&mut store, &a.module, &wasmer::imports! {})
+                .expect("instantiates");
+            let f = instance
+                .exports
+                .get_typed_function::<(), i32>(&store, "f")
+                .expect("export");
+            assert_eq!(f.call(&mut store).expect("call"), 7);
+        }
+        let bad = WasmEngine::new(Compiler::Singlepass)
+            .expect("engine")
+            .compile("bad", b"\0asm\x01\0\0\0\x05")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(bad.starts_with("Failed to compile WASM: bad:"), "{bad}");
+    }
+}

@@ -17,4 +17,5 @@ pub mod registry;
 pub use error::{Error, Result};
 pub use limits::Limits;
 pub use manifest::{PluginCapabilities, PluginManifest, PluginType};
+pub use plugin::{HostOptions, PluginHost, PluginInstance};
 pub use registry::{InstalledPlugin, PluginRegistry};

@@ -1,1 +1,245 @@
-//! (stub)
+//! The two ways a guest reaches the host services: tark's legacy host-function ABI
+//! (JSON over pointer/length pairs) and the canonical ABI of wit-bindgen plugins.
+//! Only code under this module touches guest memory.
+
+pub mod legacy;
+pub mod memory;
+pub mod wasi;
+
+use std::fmt;
+
+use wasmer::{ExternType, FunctionType, Module, Type};
+
+pub use memory::GuestMemoryError;
+
+/// Which ABI a module speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AbiKind {
+    /// tark's host-function ABI (`tark:storage`, `provider_info`, ...).
+    Legacy,
+    /// The component model's canonical ABI as lowered by wit-bindgen (`tark:plugin/...`).
+    Canonical,
+}
+
+impl AbiKind {
+    /// Lower-case name for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbiKind::Legacy => "legacy",
+            AbiKind::Canonical => "canonical",
+        }
+    }
+}
+
+impl fmt::Display for AbiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tell which ABI a module speaks from its imports and exports.
+pub fn detect_abi(module: &Module) -> AbiKind {
+    let canonical = module
+        .exports()
+        .any(|e| e.name().starts_with("tark:plugin/"))
+        || module
+            .imports()
+            .any(|i| i.module().starts_with("tark:plugin/"))
+        || module.exports().any(|e| e.name() == "cabi_realloc");
+    if canonical {
+        AbiKind::Canonical
+    } else {
+        AbiKind::Legacy
+    }
+}
+
+/// A module that cannot be linked against this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// An import the host does not provide.
+    #[error("unknown import {module}::{name} with signature {found}: the host provides no such function")]
+    UnknownImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+        /// Its type.
+        found: String,
+    },
+    /// An import with the right name but another signature.
+    #[error("import {module}::{name} has signature {found}, expected {expected} (built against another tark ABI?)")]
+    SignatureMismatch {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+        /// Signature the host provides.
+        expected: String,
+        /// Signature the module declares.
+        found: String,
+    },
+    /// An import that is not a function (memory, table, global).
+    #[error("unsupported import {module}::{name}: {kind} imports are not provided (plugins must define and export their own memory)")]
+    NonFunctionImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+        /// What kind it is.
+        kind: String,
+    },
+}
+
+/// Render a function type as `(i32, i32) -> i32`.
+pub fn signature_string(ty: &FunctionType) -> String {
+    fn list(ts: &[Type]) -> String {
+        ts.iter()
+            .map(|t| t.to_string().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    let results = ty.results();
+    let res = match results.len() {
+        0 => "()".to_string(),
+        1 => list(results),
+        _ => format!("({})", list(results)),
+    };
+    format!("({}) -> {}", list(ty.params()), res)
+}
+
+/// Check every import of `module` against a table of host functions, WASI aside.
+pub fn check_imports(
+    module: &Module,
+    provided: &dyn Fn(&str, &str) -> Option<FunctionType>,
+) -> Result<(), LinkError> {
+    for import in module.imports() {
+        let (m, n) = (import.module(), import.name());
+        let ty = match import.ty() {
+            ExternType::Function(f) => f.clone(),
+            other => {
+                let kind = match other {
+                    ExternType::Memory(_) => "memory",
+                    ExternType::Table(_) => "table",
+                    ExternType::Global(_) => "global",
+                    _ => "non-function",
+                };
+                return Err(LinkError::NonFunctionImport {
+                    module: m.to_string(),
+                    name: n.to_string(),
+                    kind: kind.to_string(),
+                });
+            }
+        };
+        if m == "wasi_snapshot_preview1" {
+            continue;
+        }
+        match provided(m, n) {
+            Some(expected) if expected == ty => {}
+            Some(expected) => {
+                return Err(LinkError::SignatureMismatch {
+                    module: m.to_string(),
+                    name: n.to_string(),
+                    expected: signature_string(&expected),
+                    found: signature_string(&ty),
+                })
+            }
+            None => {
+                return Err(LinkError::UnknownImport {
+                    module: m.to_string(),
+                    name: n.to_string(),
+                    found: signature_string(&ty),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A call into a plugin failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The export is missing or has another type.
+    #[error("Plugin does not export '{0}' function")]
+    MissingExport(String),
+    /// The guest trapped (panic, out-of-bounds access, unreachable, host-function fault).
+    #[error("plugin trapped in '{function}': {message}")]
+    Trap {
+        /// The export being called.
+        function: String,
+        /// The trap text.
+        message: String,
+    },
+    /// The guest returned a negative code (with its `{"error": ...}` text when it wrote one).
+    #[error("{}", match message { Some(m) => format!("{function} failed: {m} (code {code})"), None => format!("Function {function} returned error code: {code}") })]
+    GuestError {
+        /// The export.
+        function: String,
+        /// The negative return code.
+        code: i32,
+        /// The guest's error text, when it wrote `{"error": "..."}`.
+        message: Option<String>,
+    },
+    /// The guest claims to have written more than the host's buffer holds.
+    #[error("{function}: result exceeds output buffer: {len} > {size}")]
+    OutputOverflow {
+        /// The export.
+        function: String,
+        /// Returned length.
+        len: u64,
+        /// Buffer size.
+        size: u64,
+    },
+    /// `alloc` / `cabi_realloc` returned 0 or a range outside memory.
+    #[error("{function}: guest allocation of {size} bytes failed: {detail}")]
+    AllocFailed {
+        /// The export being prepared.
+        function: String,
+        /// Requested size.
+        size: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A guest pointer, length or string was invalid.
+    #[error("{function}: {error}")]
+    Memory {
+        /// The export.
+        function: String,
+        /// What was wrong.
+        error: GuestMemoryError,
+    },
+    /// The guest's answer is not valid UTF-8.
+    #[error("Invalid UTF-8 in result of {0}")]
+    InvalidUtf8(String),
+    /// The guest's answer does not have the expected shape.
+    #[error("Failed to parse {what} JSON: {message}")]
+    BadResult {
+        /// What was being parsed (`provider info`, `models`, ...).
+        what: String,
+        /// Parser message.
+        message: String,
+    },
+    /// Something the ABI requires is missing (memory, alloc).
+    #[error("{0}")]
+    Missing(String),
+    /// The function is not available through this ABI.
+    #[error("'{function}' is not available for {abi} plugins")]
+    Unsupported {
+        /// The function.
+        function: String,
+        /// The ABI.
+        abi: AbiKind,
+    },
+}
+
+impl CallError {
+    /// Must the instance be discarded after this error? (Its state may be corrupt.)
+    pub fn poisons_instance(&self) -> bool {
+        matches!(
+            self,
+            CallError::Trap { .. }
+                | CallError::OutputOverflow { .. }
+                | CallError::AllocFailed { .. }
+                | CallError::Memory { .. }
+        )
+    }
+}

@@ -1,0 +1,579 @@
+//! The `tark:*` host functions of the legacy ABI: exact signatures, return codes and
+//! JSON envelopes of tark, over the ABI-agnostic services in [`crate::host`].
+//!
+//! Every argument from the guest is treated as hostile: pointers and lengths are
+//! `u32` with checked ranges, strings are strict UTF-8, answers above the configured
+//! limits are refused, and a panic in a host function becomes a trap for that call.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use wasmer::{
+    imports, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Memory, MemoryView,
+    Store, Type,
+};
+
+use crate::abi::memory::{self, u32_arg};
+use crate::host::{
+    EnvError, FsError, HttpError, HttpMethod, OwnerId, PluginContext, StorageError, WsError,
+    WsEvent,
+};
+
+/// Per-instance state of the legacy host functions.
+pub struct LegacyEnv {
+    /// The plugin's services.
+    pub ctx: Arc<PluginContext>,
+    /// This instance's id (owner of its WebSocket handles).
+    pub owner: OwnerId,
+    /// The guest's exported memory, set right after instantiation.
+    pub memory: Option<Memory>,
+}
+
+/// A host function failed in a way that must stop the guest (a caught host panic).
+#[derive(Debug, thiserror::Error)]
+#[error("host function {import} failed: {message}")]
+pub struct HostTrap {
+    import: &'static str,
+    message: String,
+}
+
+/// The legacy host functions: (module, name, params, results).
+pub const LEGACY_IMPORTS: &[(&str, &str, &[Type], &[Type])] = {
+    use Type::{I32, I64};
+    &[
+        ("tark:storage", "get", &[I32, I32, I32], &[I32]),
+        ("tark:storage", "set", &[I32, I32, I32, I32], &[I32]),
+        ("tark:storage", "delete", &[I32, I32], &[I32]),
+        ("tark:http", "get", &[I32, I32, I32, I32, I32], &[I32]),
+        (
+            "tark:http",
+            "post",
+            &[I32, I32, I32, I32, I32, I32, I32],
+            &[I32],
+        ),
+        ("tark:ws", "connect", &[I32, I32, I32, I32, I32], &[I32]),
+        ("tark:ws", "send", &[I64, I32, I32, I32], &[I32]),
+        ("tark:ws", "recv", &[I64, I64, I64, I32], &[I32]),
+        ("tark:ws", "close", &[I64, I32], &[I32]),
+        ("tark:env", "get", &[I32, I32, I32], &[I32]),
+        ("tark:log", "debug", &[I32, I32], &[]),
+        ("tark:log", "info", &[I32, I32], &[]),
+        ("tark:log", "warn", &[I32, I32], &[]),
+        ("tark:log", "error", &[I32, I32], &[]),
+        ("tark:fs", "read", &[I32, I32, I32], &[I32]),
+    ]
+};
+
+/// The signature the host provides for `module::name`, if any.
+pub fn provided_signature(module: &str, name: &str) -> Option<FunctionType> {
+    LEGACY_IMPORTS
+        .iter()
+        .find(|(m, n, _, _)| *m == module && *n == name)
+        .map(|(_, _, p, r)| FunctionType::new(p.to_vec(), r.to_vec()))
+}
+
+type Env<'a> = FunctionEnvMut<'a, LegacyEnv>;
+
+/// Run a host function body, turning a host panic into a trap for this call.
+fn guarded<R>(
+    env: &mut Env<'_>,
+    import: &'static str,
+    body: impl FnOnce(&mut Env<'_>) -> R,
+) -> Result<R, HostTrap> {
+    match catch_unwind(AssertUnwindSafe(|| body(env))) {
+        Ok(r) => Ok(r),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            log::error!(
+                "[plugin:{}] host function {import} panicked: {message}",
+                env.data().ctx.plugin_id
+            );
+            Err(HostTrap {
+                import,
+                message: format!("host panic: {message}"),
+            })
+        }
+    }
+}
+
+/// The context, the guest memory (None when the module exports none) and the owner id.
+fn parts(env: &Env<'_>) -> (Arc<PluginContext>, Option<Memory>, OwnerId) {
+    let data = env.data();
+    (data.ctx.clone(), data.memory.clone(), data.owner)
+}
+
+fn read_str(view: &MemoryView<'_>, ctx: &PluginContext, ptr: i32, len: i32) -> Option<String> {
+    memory::read_string(view, u32_arg(ptr), u32_arg(len), ctx.limits.guest_read_max).ok()
+}
+
+/// Write `data` at `ret_ptr`; the byte count, or None when out of bounds or too long for i32.
+fn write_answer(view: &MemoryView<'_>, ret_ptr: i32, data: &[u8]) -> Option<i32> {
+    let n = i32::try_from(data.len()).ok()?;
+    memory::write_bytes(view, u32_arg(ret_ptr), data).ok()?;
+    Some(n)
+}
+
+/// Parse tark's headers JSON: an array of `[name, value]` pairs; anything else is no headers.
+pub fn parse_headers(json: &str) -> Vec<(String, String)> {
+    serde_json::from_str::<Vec<(String, String)>>(json).unwrap_or_default()
+}
+
+/// Build a JSON object with keys in alphabetical order, as tark's `json!` does.
+fn envelope(mut pairs: Vec<(&str, Value)>) -> String {
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        map.insert(k.to_string(), v);
+    }
+    Value::Object(map).to_string()
+}
+
+/// `{"error": "<msg>"}`
+pub fn error_envelope(msg: &str) -> String {
+    envelope(vec![("error", Value::String(msg.to_string()))])
+}
+
+/// The HTTP answer envelope of tark (`body`, `headers`, `status` or `error`), bounded.
+pub fn http_envelope(
+    ctx: &PluginContext,
+    result: &Result<crate::host::HttpResponse, HttpError>,
+) -> String {
+    let text = match result {
+        Ok(resp) => envelope(vec![
+            ("body", Value::String(resp.body.clone())),
+            (
+                "headers",
+                Value::Array(
+                    resp.headers
+                        .iter()
+                        .map(|(k, v)| {
+                            Value::Array(vec![Value::String(k.clone()), Value::String(v.clone())])
+                        })
+                        .collect(),
+                ),
+            ),
+            ("status", Value::from(resp.status)),
+        ]),
+        Err(e) => error_envelope(&e.to_string()),
+    };
+    let limit = ctx.limits.http_response_max;
+    if text.len() > limit {
+        log::warn!(
+            "[plugin:{}] http answer refused: {} bytes over the limit of {limit}",
+            ctx.plugin_id,
+            text.len()
+        );
+        return error_envelope(&format!(
+            "response too large: {} bytes (limit {limit})",
+            text.len()
+        ));
+    }
+    text
+}
+
+/// The WebSocket `recv` envelope of tark.
+pub fn ws_recv_envelope(result: &Result<WsEvent, WsError>) -> String {
+    match result {
+        Ok(WsEvent::Message(m)) => envelope(vec![
+            ("closed", Value::Bool(false)),
+            ("error", Value::Null),
+            ("message", Value::String(m.clone())),
+            ("ok", Value::Bool(true)),
+        ]),
+        Ok(WsEvent::TooLarge) => envelope(vec![
+            ("closed", Value::Bool(false)),
+            ("error", Value::String("message_too_large".into())),
+            ("message", Value::Null),
+            ("ok", Value::Bool(true)),
+        ]),
+        Ok(WsEvent::Closed(reason)) => envelope(vec![
+            ("closed", Value::Bool(true)),
+            ("error", Value::String(reason.clone())),
+            ("message", Value::Null),
+            ("ok", Value::Bool(true)),
+        ]),
+        Ok(WsEvent::Timeout { closed }) => envelope(vec![
+            ("closed", Value::Bool(*closed)),
+            ("error", Value::Null),
+            ("message", Value::Null),
+            ("ok", Value::Bool(true)),
+        ]),
+        Err(e) => ws_error_envelope(e),
+    }
+}
+
+/// `{"error": "<msg>", "ok": false}`
+pub fn ws_error_envelope(e: &WsError) -> String {
+    envelope(vec![
+        ("error", Value::String(e.to_string())),
+        ("ok", Value::Bool(false)),
+    ])
+}
+
+/// `{"ok": true}`
+pub fn ws_ok_envelope() -> String {
+    envelope(vec![("ok", Value::Bool(true))])
+}
+
+/// `{"handle": n, "ok": true}`
+pub fn ws_handle_envelope(handle: u64) -> String {
+    envelope(vec![
+        ("handle", Value::from(handle)),
+        ("ok", Value::Bool(true)),
+    ])
+}
+
+fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "storage.get", |env| {
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let Some(key) = read_str(&view, &ctx, kp, kl) else {
+            return -1;
+        };
+        match ctx.storage_get(&key) {
+            Ok(Some(v)) => write_answer(&view, ret, v.as_bytes()).unwrap_or(-1),
+            Ok(None) => 0,
+            Err(e @ StorageError::ValueTooLarge { .. }) => {
+                log::warn!("[plugin:{}] storage.get({key}) refused: {e}", ctx.plugin_id);
+                -1
+            }
+            Err(e) => {
+                log::error!("[plugin:{}] storage.get({key}) failed: {e}", ctx.plugin_id);
+                -1
+            }
+        }
+    })
+}
+
+fn storage_set(mut env: Env<'_>, kp: i32, kl: i32, vp: i32, vl: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "storage.set", |env| {
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let (Some(key), Some(value)) =
+            (read_str(&view, &ctx, kp, kl), read_str(&view, &ctx, vp, vl))
+        else {
+            return -1;
+        };
+        match ctx.storage_set(&key, &value) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::warn!("[plugin:{}] Failed to save storage: {e}", ctx.plugin_id);
+                -1
+            }
+        }
+    })
+}
+
+fn storage_delete(mut env: Env<'_>, kp: i32, kl: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "storage.delete", |env| {
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let Some(key) = read_str(&view, &ctx, kp, kl) else {
+            return -1;
+        };
+        match ctx.storage_delete(&key) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::warn!("[plugin:{}] Failed to save storage: {e}", ctx.plugin_id);
+                -1
+            }
+        }
+    })
+}
+
+fn http_common(
+    env: &mut Env<'_>,
+    method: HttpMethod,
+    url: (i32, i32),
+    body: Option<(i32, i32)>,
+    headers: (i32, i32),
+    ret: i32,
+) -> i32 {
+    let (ctx, mem, _) = parts(env);
+    let Some(mem) = mem else { return -1 };
+    let view = mem.view(&*env);
+    let Some(url) = read_str(&view, &ctx, url.0, url.1) else {
+        return -1;
+    };
+    let body = match body {
+        Some((p, l)) => match read_str(&view, &ctx, p, l) {
+            Some(b) => Some(b),
+            None => return -1,
+        },
+        None => None,
+    };
+    let Some(headers) = read_str(&view, &ctx, headers.0, headers.1) else {
+        return -1;
+    };
+    let headers = parse_headers(&headers);
+    // The request may take a while; guest memory is not touched meanwhile.
+    let result = ctx.http_request(method, &url, &headers, body.as_deref());
+    if let Err(HttpError::Denied(_)) = result {
+        return -2;
+    }
+    let text = http_envelope(&ctx, &result);
+    write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+}
+
+fn http_get(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<i32, HostTrap> {
+    guarded(&mut env, "http.get", |env| {
+        http_common(env, HttpMethod::Get, (up, ul), None, (hp, hl), ret)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn http_post(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    bp: i32,
+    bl: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<i32, HostTrap> {
+    guarded(&mut env, "http.post", |env| {
+        http_common(
+            env,
+            HttpMethod::Post,
+            (up, ul),
+            Some((bp, bl)),
+            (hp, hl),
+            ret,
+        )
+    })
+}
+
+fn ws_connect(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<i32, HostTrap> {
+    guarded(&mut env, "ws.connect", |env| {
+        let (ctx, mem, owner) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let (Some(url), Some(headers)) =
+            (read_str(&view, &ctx, up, ul), read_str(&view, &ctx, hp, hl))
+        else {
+            return -1;
+        };
+        let text = match ctx.ws_connect(owner, &url, &parse_headers(&headers)) {
+            Ok(h) => ws_handle_envelope(h),
+            Err(WsError::Denied(_)) => return -2,
+            Err(e) => ws_error_envelope(&e),
+        };
+        write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+    })
+}
+
+/// A guest handle as the host's `u64` (non-positive handles are never issued).
+fn handle_arg(h: i64) -> u64 {
+    u64::try_from(h).unwrap_or(0)
+}
+
+fn ws_send(mut env: Env<'_>, handle: i64, dp: i32, dl: i32, ret: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "ws.send", |env| {
+        let (ctx, mem, owner) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let Some(data) = read_str(&view, &ctx, dp, dl) else {
+            return -1;
+        };
+        let text = match ctx.ws_send(owner, handle_arg(handle), &data) {
+            Ok(()) => ws_ok_envelope(),
+            Err(e) => ws_error_envelope(&e),
+        };
+        write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+    })
+}
+
+fn ws_recv(
+    mut env: Env<'_>,
+    handle: i64,
+    timeout_ms: i64,
+    max_bytes: i64,
+    ret: i32,
+) -> Result<i32, HostTrap> {
+    guarded(&mut env, "ws.recv", |env| {
+        let (ctx, _, owner) = parts(env);
+        let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+        let max = usize::try_from(max_bytes).unwrap_or(0);
+        // Wait without holding a view of guest memory.
+        let result = ctx.ws_recv(owner, handle_arg(handle), timeout, max);
+        let text = ws_recv_envelope(&result);
+        let (_, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+    })
+}
+
+fn ws_close(mut env: Env<'_>, handle: i64, ret: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "ws.close", |env| {
+        let (ctx, mem, owner) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        ctx.ws_close(owner, handle_arg(handle));
+        write_answer(&view, ret, ws_ok_envelope().as_bytes()).unwrap_or(-1)
+    })
+}
+
+fn env_get(mut env: Env<'_>, np: i32, nl: i32, ret: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "env.get", |env| {
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let Some(name) = read_str(&view, &ctx, np, nl) else {
+            return -1;
+        };
+        match ctx.env_get(&name) {
+            Ok(Some(v)) => write_answer(&view, ret, v.as_bytes()).unwrap_or(-1),
+            Ok(None) => 0,
+            Err(EnvError::Denied(_)) => -2,
+            Err(EnvError::TooLarge { .. }) => -1,
+        }
+    })
+}
+
+fn fs_read(mut env: Env<'_>, pp: i32, pl: i32, ret: i32) -> Result<i32, HostTrap> {
+    guarded(&mut env, "fs.read", |env| {
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        let Some(path) = read_str(&view, &ctx, pp, pl) else {
+            return -1;
+        };
+        match ctx.fs_read(&path) {
+            Ok(text) => write_answer(&view, ret, text.as_bytes()).unwrap_or(-4),
+            Err(FsError::Denied(_)) => -2,
+            Err(e) => {
+                log::debug!("[plugin:{}] fs.read failed: {e}", ctx.plugin_id);
+                -3
+            }
+        }
+    })
+}
+
+fn log_at(env: &mut Env<'_>, level: log::Level, mp: i32, ml: i32) {
+    let (ctx, mem, _) = parts(env);
+    let Some(mem) = mem else { return };
+    let view = mem.view(&*env);
+    if let Some(msg) = read_str(&view, &ctx, mp, ml) {
+        ctx.log(level, &msg);
+    }
+}
+
+fn log_debug(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
+    guarded(&mut env, "log.debug", |env| {
+        log_at(env, log::Level::Debug, mp, ml)
+    })
+}
+fn log_info(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
+    guarded(&mut env, "log.info", |env| {
+        log_at(env, log::Level::Info, mp, ml)
+    })
+}
+fn log_warn(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
+    guarded(&mut env, "log.warn", |env| {
+        log_at(env, log::Level::Warn, mp, ml)
+    })
+}
+fn log_error(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
+    guarded(&mut env, "log.error", |env| {
+        log_at(env, log::Level::Error, mp, ml)
+    })
+}
+
+/// Build the `tark:*` imports of one instance.
+pub fn legacy_imports(store: &mut Store, env: &FunctionEnv<LegacyEnv>) -> Imports {
+    imports! {
+        "tark:storage" => {
+            "get" => Function::new_typed_with_env(store, env, storage_get),
+            "set" => Function::new_typed_with_env(store, env, storage_set),
+            "delete" => Function::new_typed_with_env(store, env, storage_delete),
+        },
+        "tark:http" => {
+            "get" => Function::new_typed_with_env(store, env, http_get),
+            "post" => Function::new_typed_with_env(store, env, http_post),
+        },
+        "tark:ws" => {
+            "connect" => Function::new_typed_with_env(store, env, ws_connect),
+            "send" => Function::new_typed_with_env(store, env, ws_send),
+            "recv" => Function::new_typed_with_env(store, env, ws_recv),
+            "close" => Function::new_typed_with_env(store, env, ws_close),
+        },
+        "tark:env" => {
+            "get" => Function::new_typed_with_env(store, env, env_get),
+        },
+        "tark:log" => {
+            "debug" => Function::new_typed_with_env(store, env, log_debug),
+            "info" => Function::new_typed_with_env(store, env, log_info),
+            "warn" => Function::new_typed_with_env(store, env, log_warn),
+            "error" => Function::new_typed_with_env(store, env, log_error),
+        },
+        "tark:fs" => {
+            "read" => Function::new_typed_with_env(store, env, fs_read),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_have_tark_key_order() {
+        assert_eq!(error_envelope("x"), r#"{"error":"x"}"#);
+        assert_eq!(ws_handle_envelope(3), r#"{"handle":3,"ok":true}"#);
+        assert_eq!(
+            ws_recv_envelope(&Ok(WsEvent::Message("hi".into()))),
+            r#"{"closed":false,"error":null,"message":"hi","ok":true}"#
+        );
+        assert_eq!(
+            ws_recv_envelope(&Err(WsError::UnknownHandle)),
+            r#"{"error":"Unknown websocket handle","ok":false}"#
+        );
+        assert_eq!(
+            ws_recv_envelope(&Ok(WsEvent::Timeout { closed: false })),
+            r#"{"closed":false,"error":null,"message":null,"ok":true}"#
+        );
+    }
+
+    #[test]
+    fn headers_parse_like_tark() {
+        assert_eq!(
+            parse_headers(r#"[["A","b"]]"#),
+            vec![("A".to_string(), "b".to_string())]
+        );
+        assert!(parse_headers(r#"{"A":"b"}"#).is_empty());
+        assert!(parse_headers("").is_empty());
+        assert!(parse_headers(r#"[["A"]]"#).is_empty());
+    }
+
+    #[test]
+    fn signatures_cover_every_import() {
+        assert_eq!(LEGACY_IMPORTS.len(), 15);
+        assert!(provided_signature("tark:ws", "recv").is_some());
+        assert!(provided_signature("tark:storage", "list-keys").is_none());
+    }
+}

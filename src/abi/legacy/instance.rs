@@ -1,0 +1,385 @@
+//! One instance of a legacy-ABI plugin and the calling conventions of tark
+//! (legacy ABI spec §2.2), with the fixes of §6.1: larger checked output buffers,
+//! `dealloc` after every host allocation, `alloc(0)` never called, every returned
+//! range validated, and the guest's `{"error": ...}` text surfaced.
+
+use std::sync::Arc;
+
+use wasmer::{
+    Function, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, Type, TypedFunction,
+    Value,
+};
+
+use super::imports::{legacy_imports, provided_signature, LegacyEnv};
+use crate::abi::memory::{self, check_range};
+use crate::abi::wasi::{self, WasiState};
+use crate::abi::{check_imports, CallError, LinkError};
+use crate::host::{next_owner_id, OwnerId, PluginContext};
+
+/// Output buffers the host allocates for R / PR calls when the guest allows it.
+pub const PREFERRED_OUT_BUF: usize = 256 * 1024;
+
+/// How an export returns its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// No output buffer: the `i32` result is a status or error code (P, S, V).
+    Code,
+    /// The host passes an output buffer of at least this many bytes (tark's size).
+    Buffer(usize),
+}
+
+/// Instantiating a legacy plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstantiateError {
+    /// The module imports something the host does not provide.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// WASI could not be set up.
+    #[error(transparent)]
+    Wasi(#[from] wasi::WasiSetupError),
+    /// wasmer refused to instantiate (or the start function trapped).
+    #[error("Failed to instantiate plugin: {0}")]
+    Instantiate(String),
+    /// The module does not export `memory`.
+    #[error("Plugin has no memory export")]
+    NoMemory,
+}
+
+/// A live instance of a legacy plugin.
+pub struct LegacyInstance {
+    store: Store,
+    instance: Instance,
+    memory: Memory,
+    alloc: Option<TypedFunction<i32, i32>>,
+    dealloc: Option<TypedFunction<(i32, i32), ()>>,
+    ctx: Arc<PluginContext>,
+    owner: OwnerId,
+    _env: FunctionEnv<LegacyEnv>,
+    _wasi: Option<WasiState>,
+}
+
+impl Drop for LegacyInstance {
+    fn drop(&mut self) {
+        // WebSocket handles belong to the instance: close them with it.
+        self.ctx.ws_close_all(self.owner);
+    }
+}
+
+fn trap_message(e: &RuntimeError) -> String {
+    let msg = e.message();
+    if msg.is_empty() {
+        e.to_string()
+    } else {
+        msg
+    }
+}
+
+impl LegacyInstance {
+    /// Check the module's imports and instantiate it with the `tark:*` host functions
+    /// and, when it imports WASI, a sandboxed WASI environment.
+    pub fn new(
+        mut store: Store,
+        module: &Module,
+        ctx: Arc<PluginContext>,
+    ) -> Result<Self, InstantiateError> {
+        check_imports(module, &provided_signature)?;
+        let owner = next_owner_id();
+        let env = FunctionEnv::new(
+            &mut store,
+            LegacyEnv {
+                ctx: ctx.clone(),
+                owner,
+                memory: None,
+            },
+        );
+        let mut imports = legacy_imports(&mut store, &env);
+        let mut wasi_state = None;
+        if wasi::imports_wasi(module) {
+            let (state, wasi_imports) = WasiState::new(&mut store, module, &ctx)?;
+            imports.extend(&wasi_imports);
+            wasi_state = Some(state);
+        }
+        let _rt = wasi::tokio_runtime()?.enter();
+        let instance = Instance::new(&mut store, module, &imports)
+            .map_err(|e| InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)))?;
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .map_err(|_| InstantiateError::NoMemory)?
+            .clone();
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        if let Some(state) = wasi_state.as_mut() {
+            state.initialize(&mut store, &instance)?;
+        }
+        let alloc = instance
+            .exports
+            .get_typed_function::<i32, i32>(&store, "alloc")
+            .ok();
+        let dealloc = instance
+            .exports
+            .get_typed_function::<(i32, i32), ()>(&store, "dealloc")
+            .ok();
+        if dealloc.is_none() {
+            log::warn!(
+                "[plugin:{}] exports no `dealloc(i32, i32)`: buffers the host allocates cannot be freed",
+                ctx.plugin_id
+            );
+        }
+        // Reactor modules expect `_initialize` once; tark's plugins export none.
+        if let Ok(init) = instance
+            .exports
+            .get_typed_function::<(), ()>(&store, "_initialize")
+        {
+            init.call(&mut store).map_err(|e| {
+                InstantiateError::Instantiate(format!(
+                    "{}: _initialize trapped: {}",
+                    ctx.plugin_id,
+                    trap_message(&e)
+                ))
+            })?;
+        }
+        Ok(LegacyInstance {
+            store,
+            instance,
+            memory,
+            alloc,
+            dealloc,
+            ctx,
+            owner,
+            _env: env,
+            _wasi: wasi_state,
+        })
+    }
+
+    /// The plugin context this instance serves.
+    pub fn context(&self) -> &Arc<PluginContext> {
+        &self.ctx
+    }
+
+    /// Current linear memory size in 64 KiB pages.
+    pub fn memory_pages(&self) -> u32 {
+        self.memory.view(&self.store).size().0
+    }
+
+    /// Does the module export `name` with exactly this core type?
+    pub fn has_export(&self, name: &str, params: &[Type], results: &[Type]) -> bool {
+        match self.instance.exports.get_function(name) {
+            Ok(f) => {
+                let ty = f.ty(&self.store);
+                ty.params() == params && ty.results() == results
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn alloc_checked(&mut self, function: &str, size: usize) -> Result<u32, CallError> {
+        let alloc = self
+            .alloc
+            .clone()
+            .ok_or_else(|| CallError::Missing("Plugin does not export 'alloc' function".into()))?;
+        let size_i32 = i32::try_from(size).map_err(|_| CallError::AllocFailed {
+            function: function.to_string(),
+            size: size as u64,
+            detail: "size does not fit in i32".into(),
+        })?;
+        let ptr = alloc
+            .call(&mut self.store, size_i32)
+            .map_err(|e| CallError::Trap {
+                function: "alloc".to_string(),
+                message: trap_message(&e),
+            })?;
+        let ptr = memory::u32_arg(ptr);
+        let mem_size = self.memory.view(&self.store).data_size();
+        if ptr == 0 {
+            return Err(CallError::AllocFailed {
+                function: function.to_string(),
+                size: size as u64,
+                detail: "alloc returned 0".into(),
+            });
+        }
+        check_range(ptr, size as u64, mem_size).map_err(|e| CallError::AllocFailed {
+            function: function.to_string(),
+            size: size as u64,
+            detail: e.to_string(),
+        })?;
+        Ok(ptr)
+    }
+
+    fn free(&mut self, allocations: &[(u32, usize)]) -> Result<(), CallError> {
+        let Some(dealloc) = self.dealloc.clone() else {
+            return Ok(());
+        };
+        for &(ptr, size) in allocations {
+            // Sizes were checked to fit in i32 when allocated.
+            let size = i32::try_from(size).unwrap_or(i32::MAX);
+            dealloc
+                .call(&mut self.store, ptr as i32, size)
+                .map_err(|e| CallError::Trap {
+                    function: "dealloc".to_string(),
+                    message: trap_message(&e),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Call export `name` with string inputs (each passed as ptr, len) and, for
+    /// [`Output::Buffer`], an output buffer. Returns the guest's text for buffer calls,
+    /// or the non-negative code as text-less `Ok(None)` with the code.
+    pub fn call(
+        &mut self,
+        name: &str,
+        inputs: &[&[u8]],
+        output: Output,
+    ) -> Result<CallOutcome, CallError> {
+        let func = self.typed_export(name, inputs.len(), output)?;
+        let _rt = wasi::tokio_runtime()
+            .map_err(|e| CallError::Missing(e.to_string()))?
+            .enter();
+        let mut allocations: Vec<(u32, usize)> = Vec::new();
+        let result = self.call_inner(name, &func, inputs, output, &mut allocations);
+        match result {
+            Ok(outcome) => {
+                self.free(&allocations)?;
+                Ok(outcome)
+            }
+            Err(e) if e.poisons_instance() => Err(e),
+            Err(e) => {
+                self.free(&allocations)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn typed_export(
+        &self,
+        name: &str,
+        n_inputs: usize,
+        output: Output,
+    ) -> Result<Function, CallError> {
+        let func = self
+            .instance
+            .exports
+            .get_function(name)
+            .map_err(|_| CallError::MissingExport(name.to_string()))?
+            .clone();
+        let n_params = n_inputs * 2 + usize::from(matches!(output, Output::Buffer(_)));
+        let ty = func.ty(&self.store);
+        if ty.params().len() != n_params
+            || ty.params().iter().any(|t| *t != Type::I32)
+            || ty.results() != [Type::I32]
+        {
+            return Err(CallError::MissingExport(name.to_string()));
+        }
+        Ok(func)
+    }
+
+    fn call_inner(
+        &mut self,
+        name: &str,
+        func: &Function,
+        inputs: &[&[u8]],
+        output: Output,
+        allocations: &mut Vec<(u32, usize)>,
+    ) -> Result<CallOutcome, CallError> {
+        let mut args: Vec<Value> = Vec::with_capacity(inputs.len() * 2 + 1);
+        for input in inputs {
+            // Never alloc(0): the Rust allocators of plugins in the wild treat it as UB.
+            let size = input.len().max(1);
+            let ptr = self.alloc_checked(name, size)?;
+            allocations.push((ptr, size));
+            let view = self.memory.view(&self.store);
+            memory::write_bytes(&view, ptr, input).map_err(|error| CallError::Memory {
+                function: name.to_string(),
+                error,
+            })?;
+            let len = i32::try_from(input.len()).map_err(|_| CallError::AllocFailed {
+                function: name.to_string(),
+                size: input.len() as u64,
+                detail: "input does not fit in i32".into(),
+            })?;
+            args.push(Value::I32(ptr as i32));
+            args.push(Value::I32(len));
+        }
+        let mut out = None;
+        if let Output::Buffer(min) = output {
+            let preferred = min.max(PREFERRED_OUT_BUF);
+            let (ptr, size) = match self.alloc_checked(name, preferred) {
+                Ok(p) => (p, preferred),
+                Err(CallError::AllocFailed { .. }) if preferred > min => {
+                    (self.alloc_checked(name, min)?, min)
+                }
+                Err(e) => return Err(e),
+            };
+            allocations.push((ptr, size));
+            args.push(Value::I32(ptr as i32));
+            out = Some((ptr, size));
+        }
+        let results = func
+            .call(&mut self.store, &args)
+            .map_err(|e| CallError::Trap {
+                function: name.to_string(),
+                message: trap_message(&e),
+            })?;
+        let code = match results.first() {
+            Some(Value::I32(c)) => *c,
+            _ => return Err(CallError::MissingExport(name.to_string())),
+        };
+        let Some((out_ptr, out_size)) = out else {
+            return Ok(CallOutcome { code, text: None });
+        };
+        if code < 0 {
+            let message = self.read_guest_error(out_ptr, out_size, code);
+            return Err(CallError::GuestError {
+                function: name.to_string(),
+                code,
+                message,
+            });
+        }
+        let len = code as u32;
+        if len as usize > out_size {
+            log::error!(
+                "[plugin:{}] {name}: result exceeds output buffer: {len} > {out_size}",
+                self.ctx.plugin_id
+            );
+            return Err(CallError::OutputOverflow {
+                function: name.to_string(),
+                len: u64::from(len),
+                size: out_size as u64,
+            });
+        }
+        let view = self.memory.view(&self.store);
+        let bytes = memory::read_bytes(&view, out_ptr, len, out_size).map_err(|error| {
+            CallError::Memory {
+                function: name.to_string(),
+                error,
+            }
+        })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| CallError::InvalidUtf8(name.to_string()))?;
+        Ok(CallOutcome {
+            code,
+            text: Some(text),
+        })
+    }
+
+    /// The `{"error": "..."}` a guest wrote before returning `-len`, if it did.
+    fn read_guest_error(&self, ptr: u32, size: usize, code: i32) -> Option<String> {
+        let len = code.checked_neg().and_then(|n| u32::try_from(n).ok())?;
+        if len as usize > size {
+            return None;
+        }
+        let view = self.memory.view(&self.store);
+        let bytes = memory::read_bytes(&view, ptr, len, size).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        value.get("error")?.as_str().map(str::to_string)
+    }
+}
+
+/// What a successful export call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// The export's `i32` result (a length for buffer calls).
+    pub code: i32,
+    /// The text written to the output buffer (buffer calls only).
+    pub text: Option<String>,
+}

@@ -1,0 +1,167 @@
+//! [`PluginHost`]: loads installed plugins and hands out typed handles. Names follow
+//! tark's `PluginHost` (new, load, get, get_mut, unload, load_all).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::abi::detect_abi;
+use crate::engine::{Compiler, EngineError, WasmEngine};
+use crate::error::{Error, Result};
+use crate::host::{HostConfig, HostServices, PluginContext};
+use crate::limits::Limits;
+use crate::plugin::PluginInstance;
+use crate::registry::{resolve_plugins_dir, InstalledPlugin, PluginRegistry};
+
+/// How to build a [`PluginHost`].
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Plugins directory (default: `--plugins-dir`, `TARK_PLUGINS_DIR`, then tark's).
+    pub plugins_dir: Option<PathBuf>,
+    /// Compiler (default: `TARK_WASMER_COMPILER`, then [`Compiler::default`]).
+    pub compiler: Option<Compiler>,
+    /// Host services settings (limits, policy, extra CA certificates).
+    pub config: HostConfig,
+    /// Per-plugin limit overrides, by plugin id.
+    pub plugin_limits: HashMap<String, Limits>,
+}
+
+/// The compiler named by `TARK_WASMER_COMPILER`, if set.
+pub fn compiler_from_env() -> std::result::Result<Option<Compiler>, EngineError> {
+    match std::env::var("TARK_WASMER_COMPILER") {
+        Ok(v) if !v.trim().is_empty() => v.parse().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Loads plugins from the registry and keeps them ready to call.
+pub struct PluginHost {
+    registry: PluginRegistry,
+    services: Arc<HostServices>,
+    engine: Arc<WasmEngine>,
+    plugin_limits: HashMap<String, Limits>,
+    plugins: HashMap<String, PluginInstance>,
+}
+
+impl PluginHost {
+    /// A host on tark's plugins directory with default settings.
+    pub fn new() -> Result<Self> {
+        Self::with_options(HostOptions::default())
+    }
+
+    /// A host with explicit options.
+    pub fn with_options(options: HostOptions) -> Result<Self> {
+        let compiler = match options.compiler {
+            Some(c) => c,
+            None => compiler_from_env()?.unwrap_or_default(),
+        };
+        let engine = WasmEngine::shared(compiler)?;
+        let plugins_dir = resolve_plugins_dir(options.plugins_dir);
+        let mut registry = PluginRegistry::new(plugins_dir);
+        registry.scan()?;
+        let services = HostServices::new(options.config)?;
+        Ok(PluginHost {
+            registry,
+            services,
+            engine,
+            plugin_limits: options.plugin_limits,
+            plugins: HashMap::new(),
+        })
+    }
+
+    /// The registry this host loads from.
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.registry
+    }
+
+    /// The compiler in use.
+    pub fn compiler(&self) -> Compiler {
+        self.engine.compiler()
+    }
+
+    /// The shared host services.
+    pub fn services(&self) -> &Arc<HostServices> {
+        &self.services
+    }
+
+    /// Load an installed plugin (compiling it once), with its default data directory.
+    pub fn load(&mut self, plugin: &InstalledPlugin) -> Result<()> {
+        let data_dir = plugin.data_dir();
+        self.load_with_data_dir(plugin, &data_dir)
+    }
+
+    /// Load an installed plugin by id.
+    pub fn load_id(&mut self, id: &str) -> Result<()> {
+        let plugin = self
+            .registry
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        self.load(&plugin)
+    }
+
+    /// Load an installed plugin with another data directory (tark's project-local
+    /// `<workspace>/.tark/plugins/<id>/data`).
+    pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
+        let wasm = plugin.wasm_path();
+        let compiled = self.engine.compile_file(&plugin.id, &wasm)?;
+        let abi = detect_abi(&compiled.module);
+        let limits = self
+            .plugin_limits
+            .get(&plugin.id)
+            .cloned()
+            .unwrap_or_else(|| self.services.config.limits.clone());
+        let ctx = PluginContext::new(
+            self.services.clone(),
+            &plugin.id,
+            &plugin.manifest.capabilities,
+            data_dir,
+            limits,
+        )?;
+        let instance = PluginInstance::new(plugin.clone(), self.engine.clone(), compiled, abi, ctx);
+        self.plugins.insert(plugin.id.clone(), instance);
+        Ok(())
+    }
+
+    /// A loaded plugin.
+    pub fn get(&self, id: &str) -> Option<&PluginInstance> {
+        self.plugins.get(id)
+    }
+
+    /// A loaded plugin, for calls.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut PluginInstance> {
+        self.plugins.get_mut(id)
+    }
+
+    /// Drop a loaded plugin (its instance, and with it its WebSocket connections).
+    pub fn unload(&mut self, id: &str) -> bool {
+        self.plugins.remove(id).is_some()
+    }
+
+    /// Ids of the loaded plugins, sorted.
+    pub fn loaded(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.plugins.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Load every enabled plugin; failures are logged and skipped, as in tark.
+    /// Returns the failures.
+    pub fn load_all(&mut self) -> Vec<(String, Error)> {
+        let plugins: Vec<InstalledPlugin> = self
+            .registry
+            .list()
+            .into_iter()
+            .filter(|p| p.enabled)
+            .cloned()
+            .collect();
+        let mut failures = Vec::new();
+        for p in plugins {
+            if let Err(e) = self.load(&p) {
+                log::warn!("Failed to load plugin {}: {e}", p.id);
+                failures.push((p.id.clone(), e));
+            }
+        }
+        failures
+    }
+}
