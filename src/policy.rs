@@ -295,10 +295,243 @@ impl Policy {
 
     /// Resolve and open a requested path for reading, or refuse it. The returned file
     /// is the very file that was checked (no check-then-use race).
-    pub fn fs_open(&self, _requested: &str) -> Result<(std::fs::File, PathBuf), FsOpenError> {
-        let _ = (&self.fs_read, &self.home_dir);
-        todo!("policy fs")
+    ///
+    /// Rule (legacy spec 1.8 and 6.3 item 13): `~` and `~/x` expand with the configured
+    /// home directory (other `~...` forms, and `~` without a home, never match; write
+    /// `./~name` for such a file); relative requests and relative entries resolve
+    /// against the workspace root. The request is canonicalized once (a missing path
+    /// resolves its deepest existing ancestor and appends the rest lexically, so `..`
+    /// cannot escape through a symlink). Entries containing `*` are globs (`*` = any run
+    /// except `/`, `**` = any run, everything else literal) matched against that path,
+    /// either as written or with their literal leading directories canonicalized. Other
+    /// entries are canonicalized and allow the path itself and everything inside it
+    /// (component-wise). The checked canonical path is what is opened; the opened handle
+    /// is then verified to be that file. Directories and non-regular files are I/O errors;
+    /// an allowed path that cannot be resolved is an I/O error, anything else is denied.
+    pub fn fs_open(&self, requested: &str) -> Result<(std::fs::File, PathBuf), FsOpenError> {
+        let deny = || {
+            log::warn!(
+                "[plugin:{}] fs.read blocked - path not in allowed list: {requested}",
+                self.plugin_id
+            );
+            FsOpenError::Denied(Denied::Path(requested.to_string()))
+        };
+        if requested.contains('\0') || self.fs_read.is_empty() {
+            return Err(deny());
+        }
+        let Some(abs) = self.expand(requested) else {
+            return Err(deny());
+        };
+        let canonical = match std::fs::canonicalize(&abs) {
+            Ok(c) => c,
+            Err(e) => {
+                let resolved = resolve_partially(&abs);
+                return Err(if self.path_allowed(&resolved) {
+                    FsOpenError::Io(e)
+                } else {
+                    deny()
+                });
+            }
+        };
+        if !self.path_allowed(&canonical) {
+            return Err(deny());
+        }
+        let before = std::fs::metadata(&canonical)?;
+        check_regular(&before)?;
+        let file = std::fs::File::open(&canonical)?;
+        let opened = file.metadata()?;
+        check_regular(&opened)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if before.dev() != opened.dev() || before.ino() != opened.ino() {
+                log::warn!(
+                    "[plugin:{}] fs.read refused - {} changed while it was opened",
+                    self.plugin_id,
+                    canonical.display()
+                );
+                return Err(deny());
+            }
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd_link = format!("/proc/self/fd/{}", file.as_raw_fd());
+            if let Ok(real) = std::fs::read_link(fd_link) {
+                if real != canonical && !self.path_allowed(&real) {
+                    log::warn!(
+                        "[plugin:{}] fs.read refused - {} resolved to {} when opened",
+                        self.plugin_id,
+                        canonical.display(),
+                        real.display()
+                    );
+                    return Err(deny());
+                }
+            }
+        }
+        Ok((file, canonical))
     }
+
+    /// Expand `~` and make a path absolute against the workspace root. None for `~`
+    /// forms we do not expand (they never match).
+    fn expand(&self, raw: &str) -> Option<PathBuf> {
+        let path = if raw == "~" {
+            self.home_dir.clone()?
+        } else if let Some(rest) = raw.strip_prefix("~/") {
+            self.home_dir.as_ref()?.join(rest)
+        } else if raw.starts_with('~') {
+            return None;
+        } else {
+            PathBuf::from(raw)
+        };
+        Some(if path.is_absolute() {
+            path
+        } else {
+            self.workspace_root.join(path)
+        })
+    }
+
+    /// Is this resolved (canonical) path covered by an `fs_read` entry?
+    fn path_allowed(&self, path: &Path) -> bool {
+        self.fs_read.iter().any(|entry| {
+            // An empty entry would mean "the workspace" (tark: everything); refuse it.
+            if entry.trim().is_empty() {
+                return false;
+            }
+            let Some(expanded) = self.expand(entry) else {
+                return false;
+            };
+            if entry.contains('*') {
+                glob_entry_matches(&expanded, path)
+            } else {
+                let base = match std::fs::canonicalize(&expanded) {
+                    Ok(c) => c,
+                    Err(_) => resolve_partially(&expanded),
+                };
+                path.starts_with(&base)
+            }
+        })
+    }
+}
+
+/// Directories and special files (FIFOs, devices) are not readable through `fs.read`.
+fn check_regular(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    if meta.is_dir() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory",
+        ))
+    } else if !meta.is_file() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The canonical form of the deepest existing ancestor of `abs`, with the remaining
+/// components appended and `.`/`..` resolved lexically. For paths that do not exist
+/// (or cannot be resolved), this is where they would be.
+fn resolve_partially(abs: &Path) -> PathBuf {
+    let comps: Vec<Component<'_>> = abs.components().collect();
+    for split in (1..comps.len()).rev() {
+        let prefix: PathBuf = comps.iter().take(split).collect();
+        if let Ok(base) = std::fs::canonicalize(&prefix) {
+            let mut joined = base;
+            joined.extend(comps.iter().skip(split));
+            return normalize_lexically(&joined);
+        }
+    }
+    normalize_lexically(abs)
+}
+
+/// Match a glob entry (already `~`-expanded and absolute) against a resolved path,
+/// either as written or with its literal leading directories canonicalized (so
+/// `/tmp/x/*.txt` still works where `/tmp` is a symlink).
+fn glob_entry_matches(pattern: &Path, path: &Path) -> bool {
+    let pattern = normalize_lexically(pattern);
+    let text = path.as_os_str().as_encoded_bytes();
+    if glob_match(pattern.as_os_str().as_encoded_bytes(), text) {
+        return true;
+    }
+    let comps: Vec<Component<'_>> = pattern.components().collect();
+    let literal = comps
+        .iter()
+        .take_while(|c| !c.as_os_str().as_encoded_bytes().contains(&b'*'))
+        .count();
+    let prefix: PathBuf = comps.iter().take(literal).collect();
+    match std::fs::canonicalize(&prefix) {
+        Ok(canon) if canon != prefix => {
+            let mut alt = canon;
+            alt.extend(comps.iter().skip(literal));
+            glob_match(alt.as_os_str().as_encoded_bytes(), text)
+        }
+        _ => false,
+    }
+}
+
+/// One piece of a glob pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobToken {
+    /// This exact byte.
+    Literal(u8),
+    /// `*`: any run of bytes except `/`.
+    Star,
+    /// `**`: any run of bytes.
+    DoubleStar,
+}
+
+fn glob_tokens(pattern: &[u8]) -> Vec<GlobToken> {
+    let mut tokens = Vec::with_capacity(pattern.len());
+    let mut iter = pattern.iter().peekable();
+    while let Some(&b) = iter.next() {
+        if b == b'*' {
+            if iter.peek() == Some(&&b'*') {
+                iter.next();
+                tokens.push(GlobToken::DoubleStar);
+            } else {
+                tokens.push(GlobToken::Star);
+            }
+        } else {
+            tokens.push(GlobToken::Literal(b));
+        }
+    }
+    tokens
+}
+
+/// Anchored glob match, O(pattern x text), no backtracking blow-up. `*` = any run of
+/// bytes except `/`, `**` = any run, every other byte literal (no regex, no `?`/`[]`).
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    // reach[j]: the tokens consumed so far can match text[..j].
+    let mut reach = vec![false; text.len().saturating_add(1)];
+    if let Some(first) = reach.first_mut() {
+        *first = true;
+    }
+    for token in glob_tokens(pattern) {
+        let mut next = vec![false; reach.len()];
+        match token {
+            GlobToken::Literal(c) => {
+                for ((slot, &prev), &b) in next.iter_mut().skip(1).zip(reach.iter()).zip(text) {
+                    *slot = prev && b == c;
+                }
+            }
+            GlobToken::Star | GlobToken::DoubleStar => {
+                let mut before = false;
+                for (j, (slot, &here)) in next.iter_mut().zip(reach.iter()).enumerate() {
+                    let extend = before
+                        && j.checked_sub(1)
+                            .and_then(|k| text.get(k))
+                            .is_some_and(|&b| token == GlobToken::DoubleStar || b != b'/');
+                    *slot = here || extend;
+                    before = *slot;
+                }
+            }
+        }
+        reach = next;
+    }
+    reach.last().copied().unwrap_or(false)
 }
 
 /// Outcome of [`Policy::fs_open`] when no file is returned.
@@ -500,7 +733,10 @@ mod tests {
             p.check_ws("wss://evil.com/").unwrap_err(),
             Denied::Host(_)
         ));
-        assert!(matches!(p.check_ws("nope").unwrap_err(), Denied::InvalidUrl(_)));
+        assert!(matches!(
+            p.check_ws("nope").unwrap_err(),
+            Denied::InvalidUrl(_)
+        ));
     }
 
     #[test]
@@ -523,14 +759,341 @@ mod tests {
         };
         let p = Policy::new("t", &star, &PolicyConfig::default());
         assert!(p.env_allowed("ANYTHING"));
-        let none = Policy::new("t", &PluginCapabilities::default(), &PolicyConfig::default());
+        let none = Policy::new(
+            "t",
+            &PluginCapabilities::default(),
+            &PolicyConfig::default(),
+        );
         assert!(!none.env_allowed("HOME"));
     }
 
     #[test]
     fn lexical_normalisation() {
-        assert_eq!(normalize_lexically(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
-        assert_eq!(normalize_lexically(Path::new("/../../x")), PathBuf::from("/x"));
-        assert_eq!(normalize_lexically(Path::new("a/../../x")), PathBuf::from("../x"));
+        assert_eq!(
+            normalize_lexically(Path::new("/a/./b/../c")),
+            PathBuf::from("/a/c")
+        );
+        assert_eq!(
+            normalize_lexically(Path::new("/../../x")),
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            normalize_lexically(Path::new("a/../../x")),
+            PathBuf::from("../x")
+        );
+    }
+
+    // ---- fs ----
+
+    use std::fs;
+
+    struct FsFixture {
+        _tmp: tempfile::TempDir,
+        root: PathBuf,
+    }
+
+    fn fixture() -> FsFixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        FsFixture { _tmp: tmp, root }
+    }
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn fs_policy(entries: &[String], ws: &Path, home: Option<&Path>) -> Policy {
+        let caps = PluginCapabilities {
+            fs_read: entries.to_vec(),
+            ..Default::default()
+        };
+        Policy::new(
+            "t",
+            &caps,
+            &PolicyConfig {
+                workspace_root: ws.to_path_buf(),
+                home_dir: home.map(Path::to_path_buf),
+                strict_https: false,
+            },
+        )
+    }
+
+    fn p(path: &Path) -> String {
+        path.to_str().unwrap().to_string()
+    }
+
+    fn read_ok(policy: &Policy, req: &str) -> (String, PathBuf) {
+        use std::io::Read;
+        let (mut f, path) = policy.fs_open(req).unwrap_or_else(|e| panic!("{req}: {e}"));
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        (s, path)
+    }
+
+    fn is_denied(policy: &Policy, req: &str) -> bool {
+        matches!(
+            policy.fs_open(req),
+            Err(FsOpenError::Denied(Denied::Path(_)))
+        )
+    }
+
+    fn io_kind(policy: &Policy, req: &str) -> Option<std::io::ErrorKind> {
+        match policy.fs_open(req) {
+            Err(FsOpenError::Io(e)) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn fs_allowed_file_and_directory_component_wise() {
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("a/b/file.txt"), "inside");
+        write(&r.join("a/b/deep/x.txt"), "deep");
+        write(&r.join("a/bc/file.txt"), "sibling");
+        write(&r.join("single.txt"), "one");
+        let pol = fs_policy(&[p(&r.join("a/b")), p(&r.join("single.txt"))], r, None);
+        assert_eq!(read_ok(&pol, &p(&r.join("a/b/file.txt"))).0, "inside");
+        assert_eq!(read_ok(&pol, &p(&r.join("a/b/deep/x.txt"))).0, "deep");
+        let (text, path) = read_ok(&pol, &p(&r.join("single.txt")));
+        assert_eq!((text.as_str(), path), ("one", r.join("single.txt")));
+        assert!(is_denied(&pol, &p(&r.join("a/bc/file.txt"))));
+        assert!(is_denied(&pol, &p(&r.join("a/file.txt"))));
+        // `./` and redundant separators are fine.
+        assert_eq!(
+            read_ok(&pol, &format!("{}/a/./b//file.txt", p(r))).0,
+            "inside"
+        );
+    }
+
+    #[test]
+    fn fs_empty_list_and_empty_entry_deny() {
+        let fx = fixture();
+        write(&fx.root.join("f.txt"), "x");
+        let pol = fs_policy(&[], &fx.root, None);
+        assert!(is_denied(&pol, &p(&fx.root.join("f.txt"))));
+        let pol = fs_policy(&["".to_string(), " ".to_string()], &fx.root, None);
+        assert!(is_denied(&pol, &p(&fx.root.join("f.txt"))));
+        assert!(is_denied(&pol, "f.txt"));
+    }
+
+    #[test]
+    fn fs_dotdot_cannot_escape() {
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("allowed/ok.txt"), "ok");
+        write(&r.join("secret.txt"), "secret");
+        let pol = fs_policy(&[p(&r.join("allowed"))], r, None);
+        assert!(is_denied(&pol, &format!("{}/allowed/../secret.txt", p(r))));
+        assert!(is_denied(&pol, &format!("{}/allowed/../nope.txt", p(r))));
+        assert!(is_denied(
+            &pol,
+            &format!("{}/allowed/missing/../../secret.txt", p(r))
+        ));
+        assert_eq!(
+            read_ok(&pol, &format!("{}/allowed/../allowed/ok.txt", p(r))).0,
+            "ok"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fs_symlinks_are_resolved_before_checking() {
+        use std::os::unix::fs::symlink;
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("allowed/real.txt"), "real");
+        write(&r.join("outside/secret.txt"), "secret");
+        symlink(r.join("outside/secret.txt"), r.join("allowed/escape.txt")).unwrap();
+        symlink(r.join("outside"), r.join("allowed/outdir")).unwrap();
+        symlink(r.join("allowed/real.txt"), r.join("allowed/alias.txt")).unwrap();
+        let pol = fs_policy(&[p(&r.join("allowed"))], r, None);
+        assert!(is_denied(&pol, &p(&r.join("allowed/escape.txt"))));
+        assert!(is_denied(&pol, &p(&r.join("allowed/outdir/secret.txt"))));
+        // `..` after a symlinked directory is resolved physically: no existence oracle.
+        assert!(is_denied(
+            &pol,
+            &p(&r.join("allowed/outdir/../outside/secret.txt"))
+        ));
+        assert!(is_denied(
+            &pol,
+            &p(&r.join("allowed/outdir/../missing.txt"))
+        ));
+        assert!(is_denied(&pol, &p(&r.join("allowed/outdir/missing.txt"))));
+        let (text, path) = read_ok(&pol, &p(&r.join("allowed/alias.txt")));
+        assert_eq!(text, "real");
+        assert_eq!(path, r.join("allowed/real.txt"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fs_entry_through_symlink_is_canonicalized() {
+        use std::os::unix::fs::symlink;
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("real/a.txt"), "a");
+        symlink(r.join("real"), r.join("link")).unwrap();
+        let pol = fs_policy(&[p(&r.join("link"))], r, None);
+        assert_eq!(read_ok(&pol, &p(&r.join("real/a.txt"))).0, "a");
+        assert_eq!(read_ok(&pol, &p(&r.join("link/a.txt"))).0, "a");
+        // Glob whose literal directories go through a symlink.
+        let pol = fs_policy(&[format!("{}/link/*.txt", p(r))], r, None);
+        assert_eq!(read_ok(&pol, &p(&r.join("link/a.txt"))).0, "a");
+        assert_eq!(read_ok(&pol, &p(&r.join("real/a.txt"))).0, "a");
+    }
+
+    #[test]
+    fn fs_glob_star_and_double_star() {
+        let fx = fixture();
+        let r = &fx.root;
+        for f in ["d/a.txt", "d/a.md", "d/sub/b.txt", "d/sub/deep/c.txt"] {
+            write(&r.join(f), f);
+        }
+        let star = fs_policy(&[format!("{}/d/*.txt", p(r))], r, None);
+        assert_eq!(read_ok(&star, &p(&r.join("d/a.txt"))).0, "d/a.txt");
+        assert!(is_denied(&star, &p(&r.join("d/a.md"))));
+        assert!(is_denied(&star, &p(&r.join("d/sub/b.txt"))));
+
+        let double = fs_policy(&[format!("{}/d/**/*.txt", p(r))], r, None);
+        assert!(double.fs_open(&p(&r.join("d/sub/b.txt"))).is_ok());
+        assert!(double.fs_open(&p(&r.join("d/sub/deep/c.txt"))).is_ok());
+        // As in tark (`.*/[^/]*`): needs at least one directory level.
+        assert!(is_denied(&double, &p(&r.join("d/a.txt"))));
+        assert!(is_denied(&double, &p(&r.join("d/a.md"))));
+
+        let all = fs_policy(&[format!("{}/d/**", p(r))], r, None);
+        assert!(all.fs_open(&p(&r.join("d/sub/deep/c.txt"))).is_ok());
+        assert!(all.fs_open(&p(&r.join("d/a.md"))).is_ok());
+        // A glob-allowed but missing file is an I/O error, not a denial.
+        assert_eq!(
+            io_kind(&star, &p(&r.join("d/missing.txt"))),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
+
+    #[test]
+    fn fs_glob_metacharacters_are_literal() {
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("x+y/a.txt"), "plus");
+        write(&r.join("xxy/a.txt"), "regex would match");
+        write(&r.join("xy/a.txt"), "regex would match too");
+        write(&r.join("br/[1].txt"), "bracket");
+        write(&r.join("br/1.txt"), "one");
+        write(&r.join("br/aXtxt"), "dot");
+        let pol = fs_policy(
+            &[
+                format!("{}/x+y/*.txt", p(r)),
+                format!("{}/br/[1].*", p(r)),
+                format!("{}/br/a.txt*", p(r)),
+            ],
+            r,
+            None,
+        );
+        assert_eq!(read_ok(&pol, &p(&r.join("x+y/a.txt"))).0, "plus");
+        assert!(is_denied(&pol, &p(&r.join("xxy/a.txt"))));
+        assert!(is_denied(&pol, &p(&r.join("xy/a.txt"))));
+        assert_eq!(read_ok(&pol, &p(&r.join("br/[1].txt"))).0, "bracket");
+        assert!(is_denied(&pol, &p(&r.join("br/1.txt"))));
+        assert!(is_denied(&pol, &p(&r.join("br/aXtxt"))));
+    }
+
+    #[test]
+    fn glob_matcher_unit() {
+        assert!(glob_match(b"/a/*", b"/a/b"));
+        assert!(glob_match(b"/a/*", b"/a/"));
+        assert!(!glob_match(b"/a/*", b"/a/b/c"));
+        assert!(glob_match(b"/a/**", b"/a/b/c"));
+        assert!(glob_match(b"/a/***", b"/a/b/c"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"", b"x"));
+        assert!(glob_match(b"", b""));
+        assert!(glob_match(b"/a/*b*c", b"/a/xbyc"));
+        assert!(!glob_match(b"/a/*b*c", b"/a/xbyd"));
+        assert!(glob_match(b"/a/?", b"/a/?"));
+        assert!(!glob_match(b"/a/?", b"/a/b"));
+        // Many stars on a long text stay fast (no exponential backtracking).
+        let text = vec![b'a'; 4000];
+        assert!(!glob_match(b"*a*a*a*a*a*a*a*a*a*a*a*a*b", &text));
+    }
+
+    #[test]
+    fn fs_tilde_expansion() {
+        let fx = fixture();
+        let r = &fx.root;
+        let home = r.join("home");
+        write(&home.join("notes/n.txt"), "note");
+        write(&r.join("ws/~other/x.txt"), "literal tilde dir");
+        let pol = fs_policy(&["~/notes".to_string()], &r.join("ws"), Some(&home));
+        assert_eq!(read_ok(&pol, "~/notes/n.txt").0, "note");
+        assert_eq!(read_ok(&pol, &p(&home.join("notes/n.txt"))).0, "note");
+        assert!(is_denied(&pol, "~other/x.txt"));
+        let whole_home = fs_policy(&["~".to_string()], r, Some(&home));
+        assert_eq!(read_ok(&whole_home, "~/notes/n.txt").0, "note");
+        // No home directory: `~` never matches.
+        let no_home = fs_policy(&["~/notes".to_string()], r, None);
+        assert!(is_denied(&no_home, "~/notes/n.txt"));
+        assert!(is_denied(&no_home, &p(&home.join("notes/n.txt"))));
+        // `~user` entries never match; `./~other` names the literal directory.
+        let ws_pol = fs_policy(
+            &["~other".to_string(), "./~other/x.txt".to_string()],
+            &r.join("ws"),
+            Some(&home),
+        );
+        assert_eq!(read_ok(&ws_pol, "./~other/x.txt").0, "literal tilde dir");
+        assert!(is_denied(&ws_pol, "~other/x.txt"));
+    }
+
+    #[test]
+    fn fs_relative_paths_use_workspace_root() {
+        let fx = fixture();
+        let r = &fx.root;
+        let ws = r.join("ws");
+        write(&ws.join("docs/readme.md"), "readme");
+        write(&r.join("outside.txt"), "outside");
+        let pol = fs_policy(&["docs".to_string(), "*.cfg".to_string()], &ws, None);
+        assert_eq!(read_ok(&pol, "docs/readme.md").0, "readme");
+        assert_eq!(read_ok(&pol, "./docs/../docs/readme.md").0, "readme");
+        assert_eq!(read_ok(&pol, &p(&ws.join("docs/readme.md"))).0, "readme");
+        assert!(is_denied(&pol, "../outside.txt"));
+        assert!(is_denied(&pol, "docs/../../outside.txt"));
+        write(&ws.join("app.cfg"), "cfg");
+        assert_eq!(read_ok(&pol, "app.cfg").0, "cfg");
+        write(&ws.join("other/app.cfg"), "nested");
+        assert!(is_denied(&pol, "other/app.cfg"));
+    }
+
+    #[test]
+    fn fs_missing_directory_and_special_files() {
+        let fx = fixture();
+        let r = &fx.root;
+        write(&r.join("allowed/sub/f.txt"), "f");
+        let pol = fs_policy(&[p(&r.join("allowed"))], r, None);
+        assert_eq!(
+            io_kind(&pol, &p(&r.join("allowed/missing.txt"))),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert!(is_denied(&pol, &p(&r.join("missing.txt"))));
+        assert_eq!(
+            io_kind(&pol, &p(&r.join("allowed/sub"))),
+            Some(std::io::ErrorKind::IsADirectory)
+        );
+        assert_eq!(
+            io_kind(&pol, &p(&r.join("allowed"))),
+            Some(std::io::ErrorKind::IsADirectory)
+        );
+        assert!(is_denied(&pol, "with\0nul"));
+        // A FIFO must not block the host: refused before opening.
+        let fifo = r.join("allowed/fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(
+            io_kind(&pol, &p(&fifo)),
+            Some(std::io::ErrorKind::InvalidInput)
+        );
     }
 }
