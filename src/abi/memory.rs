@@ -68,7 +68,7 @@ pub fn check_range(ptr: u32, len: u64, size: u64) -> Result<(), GuestMemoryError
 
 /// Check alignment of a guest pointer.
 pub fn check_align(ptr: u32, align: u32) -> Result<(), GuestMemoryError> {
-    if align > 1 && ptr % align != 0 {
+    if align > 1 && !ptr.is_multiple_of(align) {
         return Err(GuestMemoryError::Misaligned {
             ptr: u64::from(ptr),
             align,

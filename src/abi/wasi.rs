@@ -37,8 +37,8 @@ pub struct WasiSetupError(pub String);
 
 /// One shared wasix runtime per wasmer engine.
 fn wasix_runtime(engine: &wasmer::Engine) -> Result<Arc<PluggableRuntime>, WasiSetupError> {
-    static RUNTIMES: OnceLock<std::sync::Mutex<Vec<(wasmer::Engine, Arc<PluggableRuntime>)>>> =
-        OnceLock::new();
+    type Runtimes = std::sync::Mutex<Vec<(wasmer::Engine, Arc<PluggableRuntime>)>>;
+    static RUNTIMES: OnceLock<Runtimes> = OnceLock::new();
     let list = RUNTIMES.get_or_init(Default::default);
     let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, rt)) = list.iter().find(|(e, _)| e.id() == engine.id()) {

@@ -103,7 +103,7 @@ impl PluginHost {
     /// Load an installed plugin with another data directory (tark's project-local
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
-        let wasm = plugin.wasm_path();
+        let wasm = plugin.checked_wasm_path()?;
         let compiled = self.engine.compile_file(&plugin.id, &wasm)?;
         let abi = detect_abi(&compiled.module);
         let limits = self
