@@ -434,7 +434,7 @@ fn check_regular(meta: &std::fs::Metadata) -> std::io::Result<()> {
 /// The canonical form of the deepest existing ancestor of `abs`, with the remaining
 /// components appended and `.`/`..` resolved lexically. For paths that do not exist
 /// (or cannot be resolved), this is where they would be.
-fn resolve_partially(abs: &Path) -> PathBuf {
+pub(crate) fn resolve_partially(abs: &Path) -> PathBuf {
     let comps: Vec<Component<'_>> = abs.components().collect();
     for split in (1..comps.len()).rev() {
         let prefix: PathBuf = comps.iter().take(split).collect();
@@ -595,6 +595,12 @@ mod tests {
         assert!(p.check_http("https://evil-api.example.com/").is_err());
         assert!(p.check_http("https://api.example.com.evil.net/").is_err());
         assert!(p.check_http("https://notapi.example.com/").is_err());
+        // Userinfo does not fool the host extraction.
+        assert_eq!(
+            p.check_http("https://api.example.com@evil.net/")
+                .unwrap_err(),
+            Denied::Host("evil.net".into())
+        );
     }
 
     #[test]
