@@ -1,0 +1,100 @@
+//! `call <ID> <FUNCTION> [ARG]...`: load one installed plugin with real host services and
+//! print the result of one function as a line of JSON.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use tark_wasmer::host::HostConfig;
+use tark_wasmer::plugin::dispatch::call_by_name;
+use tark_wasmer::policy::PolicyConfig;
+use tark_wasmer::{Error, HostOptions, PluginHost};
+
+use super::output::Out;
+use super::Global;
+
+/// Environment variable naming a PEM file of extra trusted root certificates.
+pub const CA_FILE_ENV: &str = "TARK_WASMER_CA_FILE";
+
+/// One command-line argument as a call parameter: JSON when it parses, else the text as a
+/// JSON string (so `echo` and `"echo"` mean the same).
+pub fn parse_arg(arg: &str) -> Value {
+    serde_json::from_str(arg).unwrap_or_else(|_| Value::String(arg.to_string()))
+}
+
+/// Host settings for the CLI: the current directory as tark's workspace root, the user's
+/// home for `~` in `fs_read`, and the extra CA certificates of `TARK_WASMER_CA_FILE`.
+fn host_config() -> anyhow::Result<HostConfig> {
+    let workspace_root =
+        std::env::current_dir().context("Failed to determine the current directory")?;
+    let mut extra_ca_pem = Vec::new();
+    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        let pem = std::fs::read(&path).with_context(|| {
+            format!(
+                "Failed to read CA certificate file {} (from {CA_FILE_ENV})",
+                path.display()
+            )
+        })?;
+        extra_ca_pem.push(pem);
+    }
+    Ok(HostConfig {
+        policy: PolicyConfig {
+            workspace_root,
+            home_dir: dirs::home_dir(),
+            strict_https: false,
+        },
+        extra_ca_pem,
+        ..HostConfig::default()
+    })
+}
+
+/// `call`: refuse unknown and disabled plugins, load (compile) the plugin, call, print.
+pub fn call(
+    global: &Global,
+    id: &str,
+    function: &str,
+    args: &[String],
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let options = HostOptions {
+        plugins_dir: Some(global.plugins_dir.clone()),
+        compiler: global.compiler,
+        config: host_config()?,
+        ..HostOptions::default()
+    };
+    let mut host = PluginHost::with_options(options)?;
+    let plugin = host
+        .registry()
+        .get(id)
+        .ok_or_else(|| Error::NotFound(id.to_string()))?;
+    if !plugin.enabled {
+        return Err(Error::Disabled(id.to_string()).into());
+    }
+    host.load_id(id)
+        .with_context(|| format!("Failed to load plugin '{id}'"))?;
+    let instance = host
+        .get_mut(id)
+        .ok_or_else(|| Error::NotFound(id.to_string()))?;
+    let params: Vec<Value> = args.iter().map(|a| parse_arg(a)).collect();
+    let result = call_by_name(instance, function, &params)?;
+    out.line(serde_json::to_string(&result)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_are_json_or_strings() {
+        assert_eq!(parse_arg("echo"), Value::String("echo".into()));
+        assert_eq!(parse_arg("\"echo\""), Value::String("echo".into()));
+        assert_eq!(parse_arg("42"), Value::from(42));
+        assert_eq!(parse_arg("-1"), Value::from(-1));
+        assert_eq!(parse_arg("{\"a\":1}"), serde_json::json!({"a": 1}));
+        assert_eq!(parse_arg("{broken"), Value::String("{broken".into()));
+        assert_eq!(parse_arg(""), Value::String(String::new()));
+    }
+}

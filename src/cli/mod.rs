@@ -1,0 +1,338 @@
+//! The `tark-wasmer` command line: tark's `plugin` management commands on tark's plugins
+//! directory, plus `call` to run one plugin function and print its result as JSON.
+//!
+//! Errors are printed as `Error: <message>` (with a `Caused by:` list of the underlying
+//! causes that the message does not already say) and exit with status 1; usage errors
+//! are clap's (status 2).
+//!
+//! Logging goes to stderr through `env_logger`: `RUST_LOG` is respected, and the default
+//! level is `warn` for everything (tark shows warnings and errors by default), so plugin
+//! log lines below warn (`[plugin:<id>] ...` at info) appear only with `RUST_LOG=info`.
+
+mod call_cmd;
+mod output;
+mod plugin_cmd;
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use tark_wasmer::engine::Compiler;
+use tark_wasmer::registry::resolve_plugins_dir;
+
+use output::Out;
+
+/// Environment equivalent of `--compiler`.
+const COMPILER_ENV: &str = "TARK_WASMER_COMPILER";
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin add ./my-plugin
+  tark-wasmer plugin list
+  tark-wasmer --compiler cranelift call my-provider models
+  TARK_PLUGINS_DIR=/tmp/plugins tark-wasmer plugin list --json
+
+Environment:
+  TARK_PLUGINS_DIR       plugins directory (same as --plugins-dir)
+  TARK_WASMER_COMPILER   singlepass or cranelift (same as --compiler)
+  TARK_WASMER_CA_FILE    PEM file of extra trusted root certificates for plugin HTTPS/WSS
+  RUST_LOG               log filter (default: warn; RUST_LOG=info shows plugin log lines)
+  NO_COLOR               disable colours (CLICOLOR_FORCE=1 forces them when piped)";
+
+const PLUGIN_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin add ./my-plugin
+  tark-wasmer plugin list --json
+  tark-wasmer plugin info my-plugin
+  tark-wasmer plugin disable my-plugin";
+
+const ADD_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin add ./my-plugin
+  tark-wasmer plugin add ~/src/my-plugin
+
+The directory must hold plugin.toml and the wasm file it names ([plugin] wasm, default
+plugin.wasm). target/ and .git/ are not copied. Installing from a git URL is not
+supported yet.";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin list
+  tark-wasmer plugin list --json";
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin info my-plugin
+  tark-wasmer plugin info my-plugin --json";
+
+const REMOVE_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin remove my-plugin
+
+This deletes the plugin's directory, including its data/ (storage).";
+
+const ENABLE_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin enable my-plugin";
+
+const DISABLE_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin disable my-plugin";
+
+const CALL_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer call my-provider info
+  tark-wasmer call my-provider auth-init '{\"api_key\":\"k\"}'
+  tark-wasmer call my-provider chat '[{\"role\":\"user\",\"content\":\"hi\"}]' my-model
+  tark-wasmer call my-auth display-name
+  tark-wasmer call my-provider provider_info      # raw legacy export: its raw text
+
+FUNCTION is a kebab-case function of the plugin's tark interface (auth: display-name,
+status, get-token, logout; provider: info, models, auth-status, auth-init, auth-logout,
+chat; channel: info, start, stop, auth-status, auth-init, auth-logout, widget-state,
+handle-webhook, handle-gateway-event, poll, send) or a raw legacy export name. Each ARG is
+one parameter as JSON; an ARG that is not valid JSON is taken as a string. The result is
+printed as one line of JSON; any failure prints a message on stderr and exits 1.";
+
+/// Run tark's WebAssembly plugins on wasmer.
+#[derive(Debug, Parser)]
+#[command(name = "tark-wasmer", version, after_help = MAIN_EXAMPLES)]
+pub struct Cli {
+    /// Plugins directory [default: $TARK_PLUGINS_DIR, else tark's, e.g.
+    /// ~/.local/share/tark/plugins]
+    #[arg(long, global = true, value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
+
+    /// Compiler for plugin code [env: TARK_WASMER_COMPILER]
+    #[arg(long, global = true, value_enum, value_name = "COMPILER")]
+    compiler: Option<CompilerArg>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--compiler` values (clap lists them in errors and help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompilerArg {
+    /// Fast compile, slower code (default).
+    Singlepass,
+    /// Slower compile, faster code.
+    Cranelift,
+}
+
+impl From<CompilerArg> for Compiler {
+    fn from(c: CompilerArg) -> Self {
+        match c {
+            CompilerArg::Singlepass => Compiler::Singlepass,
+            CompilerArg::Cranelift => Compiler::Cranelift,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage installed plugins (tark's plugin commands)
+    #[command(after_help = PLUGIN_EXAMPLES)]
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Call one function of an installed plugin and print the result as JSON
+    #[command(after_help = CALL_EXAMPLES)]
+    Call(CallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Install a plugin from a local directory
+    #[command(after_help = ADD_EXAMPLES)]
+    Add {
+        /// Directory holding plugin.toml and the wasm module
+        path: PathBuf,
+    },
+    /// List installed plugins, sorted by id
+    #[command(after_help = LIST_EXAMPLES)]
+    List {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's manifest, capabilities and paths
+    #[command(after_help = INFO_EXAMPLES)]
+    Info {
+        /// Plugin id
+        id: String,
+        /// Print a JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Uninstall a plugin (including its data)
+    #[command(after_help = REMOVE_EXAMPLES)]
+    Remove {
+        /// Plugin id
+        id: String,
+    },
+    /// Enable a plugin (delete its .disabled marker)
+    #[command(after_help = ENABLE_EXAMPLES)]
+    Enable {
+        /// Plugin id
+        id: String,
+    },
+    /// Disable a plugin (write its .disabled marker)
+    #[command(after_help = DISABLE_EXAMPLES)]
+    Disable {
+        /// Plugin id
+        id: String,
+    },
+}
+
+/// Arguments of `call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Plugin id
+    id: String,
+    /// Function name (kebab-case interface name or raw legacy export)
+    function: String,
+    /// Parameters, one per argument, as JSON (non-JSON text is a string)
+    #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+    args: Vec<String>,
+}
+
+/// Settings every command shares, resolved once.
+pub struct Global {
+    /// Absolute plugins directory.
+    pub plugins_dir: PathBuf,
+    /// Compiler from `--compiler` / `TARK_WASMER_COMPILER`, if given.
+    pub compiler: Option<Compiler>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{}", format_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+}
+
+/// `--compiler`, else `TARK_WASMER_COMPILER` when set and non-empty (an empty value means
+/// unset, as in the library).
+fn compiler_choice(flag: Option<CompilerArg>) -> anyhow::Result<Option<Compiler>> {
+    if let Some(c) = flag {
+        return Ok(Some(c.into()));
+    }
+    let Some(raw) = std::env::var_os(COMPILER_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = CompilerArg::value_variants()
+        .iter()
+        .filter_map(|v| v.to_possible_value())
+        .map(|v| v.get_name().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = raw.to_string_lossy();
+    CompilerArg::from_str(text.trim(), true)
+        .map(|c| Some(c.into()))
+        .map_err(|_| {
+            anyhow::anyhow!("invalid {COMPILER_ENV} value '{text}' (possible values: {valid})")
+        })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = resolve_plugins_dir(cli.plugins_dir);
+    let plugins_dir = std::path::absolute(&dir).unwrap_or(dir);
+    let global = Global {
+        plugins_dir,
+        compiler: compiler_choice(cli.compiler)?,
+    };
+    let mut out = Out::stdout();
+    match cli.command {
+        Command::Plugin { command } => match command {
+            PluginCommand::Add { path } => plugin_cmd::add(&global, &path, &mut out)?,
+            PluginCommand::List { json } => plugin_cmd::list(&global, json, &mut out)?,
+            PluginCommand::Info { id, json } => plugin_cmd::info(&global, &id, json, &mut out)?,
+            PluginCommand::Remove { id } => plugin_cmd::remove(&global, &id, &mut out)?,
+            PluginCommand::Enable { id } => plugin_cmd::enable(&global, &id, &mut out)?,
+            PluginCommand::Disable { id } => plugin_cmd::disable(&global, &id, &mut out)?,
+        },
+        Command::Call(args) => {
+            call_cmd::call(&global, &args.id, &args.function, &args.args, &mut out)?
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A closed stdout (`tark-wasmer plugin list | head -1`) ends the program quietly.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `Error: <message>` plus a `Caused by:` list of the causes whose text the message does
+/// not already contain (library errors often quote their cause).
+fn format_error(e: &anyhow::Error) -> String {
+    let top = e.to_string();
+    let mut shown = top.clone();
+    let mut causes = Vec::new();
+    let mut source: Option<&(dyn StdError + 'static)> = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            shown.push('\n');
+            shown.push_str(&text);
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    let mut msg = format!("Error: {top}");
+    if !causes.is_empty() {
+        msg.push_str("\n\nCaused by:");
+        for (i, c) in causes.iter().enumerate() {
+            if causes.len() == 1 {
+                msg.push_str(&format!("\n    {c}"));
+            } else {
+                msg.push_str(&format!("\n    {i}: {c}"));
+            }
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_format_skips_causes_already_quoted() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("Failed to write x: disk on fire");
+        assert_eq!(format_error(&e), "Error: Failed to write x: disk on fire");
+        let e = anyhow::Error::new(std::io::Error::other("disk on fire")).context("Failed");
+        assert_eq!(
+            format_error(&e),
+            "Error: Failed\n\nCaused by:\n    disk on fire"
+        );
+    }
+}
