@@ -2,6 +2,7 @@
 //! (JSON over pointer/length pairs) and the canonical ABI of wit-bindgen plugins.
 //! Only code under this module touches guest memory.
 
+pub mod canonical;
 pub mod legacy;
 pub mod memory;
 pub mod wasi;

@@ -97,10 +97,13 @@ pub fn function_names(ty: PluginType) -> &'static [&'static str] {
 /// Call `function` on `inst` with JSON `args`; the result as JSON.
 pub fn call_by_name(inst: &mut PluginInstance, function: &str, args: &[Value]) -> Result<Value> {
     let f = function;
-    if let Some(v) = call_raw_export(inst, f, args)? {
-        return Ok(v);
-    }
     let ty = inst.plugin_type();
+    // Interface names win over raw export names (`status` and `logout` are both).
+    if !function_names(ty).contains(&f) {
+        if let Some(v) = call_raw_export(inst, f, args)? {
+            return Ok(v);
+        }
+    }
     match (ty, f) {
         (PluginType::Auth, "display-name") => json(inst.auth_display_name()?),
         (PluginType::Auth, "status") => json(inst.auth_status()?),

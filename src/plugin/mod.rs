@@ -494,6 +494,19 @@ impl PluginInstance {
         )
     }
 
+    /// A V/P-convention export's code; negative codes are errors.
+    pub fn legacy_checked_code(&mut self, export: &str, input: Option<&str>) -> Result<i32> {
+        let code = self.legacy_code(export, input)?;
+        if code < 0 {
+            return Err(self.call_error(CallError::GuestError {
+                function: export.to_string(),
+                code,
+                message: None,
+            }));
+        }
+        Ok(code)
+    }
+
     /// An S/V/P-convention export's raw code (negative codes are returned, not errors).
     pub fn legacy_code(&mut self, export: &str, input: Option<&str>) -> Result<i32> {
         match input {
