@@ -99,6 +99,8 @@ pub struct CompiledModule {
     pub hash: [u8; 32],
     /// Size of the wasm bytes.
     pub wasm_size: usize,
+    /// Names of the module's custom sections (world detection reads them).
+    pub custom_sections: Vec<String>,
 }
 
 /// One engine (compiler + settings) and the modules it has compiled in this process.
@@ -171,6 +173,7 @@ impl WasmEngine {
             return Err(EngineError::Component(what.to_string()));
         }
         let hash: [u8; 32] = Sha256::digest(wasm).into();
+        let custom_sections = custom_section_names(wasm);
         if let Some(module) = self
             .modules
             .lock()
@@ -181,6 +184,7 @@ impl WasmEngine {
                 module: module.clone(),
                 hash,
                 wasm_size: wasm.len(),
+                custom_sections,
             });
         }
         let module = Module::new(&self.engine, wasm).map_err(|e| EngineError::Compile {
@@ -195,6 +199,7 @@ impl WasmEngine {
             module,
             hash,
             wasm_size: wasm.len(),
+            custom_sections,
         })
     }
 
@@ -206,6 +211,51 @@ impl WasmEngine {
         })?;
         self.compile(what, &wasm)
     }
+}
+
+/// Names of the custom sections of a core module (empty for anything unparsable).
+pub fn custom_section_names(wasm: &[u8]) -> Vec<String> {
+    fn leb(bytes: &[u8], pos: &mut usize) -> Option<u32> {
+        let mut result: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let b = *bytes.get(*pos)?;
+            *pos += 1;
+            result |= u32::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(result);
+            }
+        }
+        None
+    }
+    let mut names = Vec::new();
+    if !wasm.starts_with(b"\0asm") {
+        return names;
+    }
+    let mut pos = 8usize;
+    while pos < wasm.len() {
+        let Some(&id) = wasm.get(pos) else { break };
+        pos += 1;
+        let Some(size) = leb(wasm, &mut pos) else {
+            break;
+        };
+        let Some(end) = pos.checked_add(size as usize).filter(|e| *e <= wasm.len()) else {
+            break;
+        };
+        if id == 0 {
+            let mut p = pos;
+            if let Some(n) = leb(wasm, &mut p) {
+                if let Some(name) = p
+                    .checked_add(n as usize)
+                    .filter(|e| *e <= end)
+                    .and_then(|e| wasm.get(p..e))
+                {
+                    names.push(String::from_utf8_lossy(name).into_owned());
+                }
+            }
+        }
+        pos = end;
+    }
+    names
 }
 
 /// Is this a component-model binary (layer 1) rather than a core module?
@@ -227,6 +277,19 @@ mod tests {
             err.as_deref(),
             Some("unknown compiler 'llvm': use 'singlepass' or 'cranelift'")
         );
+    }
+
+    #[test]
+    fn reads_custom_section_names() {
+        let wasm =
+            wat::parse_str(r#"(module (@custom "component-type:x" "data") (@custom "other" ""))"#)
+                .expect("wat");
+        assert_eq!(
+            custom_section_names(&wasm),
+            vec!["component-type:x", "other"]
+        );
+        assert!(custom_section_names(b"\0asm\x01\0\0\0\0\xff\xff").is_empty());
+        assert!(custom_section_names(b"junk").is_empty());
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub enum Error {
         /// Actual type.
         found: String,
     },
+    /// A canonical module was built for another world than its manifest type needs.
+    #[error("plugin {plugin} is built for world {world}, but its manifest type '{plugin_type}' needs {expected}: fix [plugin] type in plugin.toml or rebuild against the right world")]
+    WrongWorld {
+        /// Plugin id.
+        plugin: String,
+        /// Detected world.
+        world: String,
+        /// Manifest type.
+        plugin_type: String,
+        /// World the type needs.
+        expected: String,
+    },
     /// The caller passed an argument of the wrong shape.
     #[error("{0}")]
     InvalidArgument(String),

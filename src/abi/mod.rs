@@ -208,6 +208,26 @@ pub enum CallError {
         /// What was wrong.
         error: GuestMemoryError,
     },
+    /// A canonical-ABI value from the guest was invalid (pointer, alignment,
+    /// discriminant, char, UTF-8, allocation, size).
+    #[error("{function}: {message}")]
+    Abi {
+        /// The export or import.
+        function: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A canonical plugin returned `err(text)` from a `result<_, string>` function.
+    #[error("{function}: {message}")]
+    PluginError {
+        /// The function.
+        function: String,
+        /// The plugin's error text.
+        message: String,
+    },
+    /// The export returns guest memory but the module has no `cabi_post_` function for it.
+    #[error("{0}: the plugin exports no post-return function `cabi_post_{0}` for a result that owns guest memory")]
+    MissingPostReturn(String),
     /// The guest's answer is not valid UTF-8.
     #[error("Invalid UTF-8 in result of {0}")]
     InvalidUtf8(String),
@@ -241,6 +261,60 @@ impl CallError {
                 | CallError::OutputOverflow { .. }
                 | CallError::AllocFailed { .. }
                 | CallError::Memory { .. }
+                | CallError::Abi { .. }
         )
+    }
+}
+
+/// The tark world a canonical module was built for: from its
+/// `component-type:wit-bindgen:<ver>:tark:plugin:<world>:encoded world` custom section
+/// when present, else from the interfaces it exports.
+pub fn detect_world(custom_sections: &[String], module: &Module) -> Option<String> {
+    let contract = canonical::contract::Contract::get();
+    for name in custom_sections {
+        let Some(rest) = name.strip_prefix("component-type:") else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        // wit-bindgen:<version>:<namespace>:<package>:<world>:encoded world
+        if let [_, _, ns, pkg, world, ..] = parts.as_slice() {
+            if format!("{ns}:{pkg}") == canonical::contract::PACKAGE
+                && contract.worlds.contains_key(*world)
+            {
+                return Some((*world).to_string());
+            }
+        }
+    }
+    let mut exported: Vec<String> = module
+        .exports()
+        .filter_map(|e| {
+            e.name()
+                .strip_prefix("tark:plugin/")
+                .and_then(|r| r.split('#').next())
+                .map(str::to_string)
+        })
+        .collect();
+    exported.sort();
+    exported.dedup();
+    contract
+        .worlds
+        .values()
+        .find(|w| {
+            let mut ex = w.exports.clone();
+            ex.sort();
+            !ex.is_empty() && ex == exported
+        })
+        .map(|w| w.name.clone())
+}
+
+/// The world a plugin of this manifest type is built for.
+pub fn world_for_type(ty: crate::manifest::PluginType) -> &'static str {
+    use crate::manifest::PluginType;
+    match ty {
+        PluginType::Auth => "auth-world",
+        PluginType::Tool => "tool-world",
+        PluginType::Provider => "provider-world",
+        PluginType::Channel => "channel-world",
+        PluginType::Hook => "hook-world",
     }
 }

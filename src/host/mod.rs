@@ -1,2 +1,232 @@
 //! Host services (storage, http, ws, env, log, fs) as plain Rust, independent of the
-//! ABI a guest uses to reach them. (Stub: being filled in.)
+//! ABI a guest uses to reach them. Both ABI adapters call [`PluginContext`]; it asks
+//! the [`Policy`](crate::policy::Policy) and applies the [`Limits`].
+
+pub mod env;
+pub mod fs;
+pub mod http;
+pub mod log;
+pub mod storage;
+pub mod ws;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::limits::Limits;
+use crate::manifest::PluginCapabilities;
+use crate::policy::{Policy, PolicyConfig};
+
+pub use env::EnvError;
+pub use fs::FsError;
+pub use http::{HttpError, HttpMethod, HttpResponse};
+pub use storage::StorageError;
+pub use ws::{WsError, WsEvent};
+
+/// Process-wide host settings.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Default limits for every plugin.
+    pub limits: Limits,
+    /// Capability-decision settings (workspace root, home, strict https).
+    pub policy: PolicyConfig,
+    /// Extra trusted root certificates (PEM) for HTTPS and WSS, on top of the
+    /// webpki roots: private CAs and the tests' local servers.
+    pub extra_ca_pem: Vec<Vec<u8>>,
+}
+
+/// Errors building host services.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// TLS configuration failed (for example an unreadable extra CA certificate).
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The plugin's storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Services shared by every plugin in the process: one HTTP client, one WebSocket
+/// manager, one store per data directory.
+pub struct HostServices {
+    /// Settings.
+    pub config: HostConfig,
+    /// Shared HTTP client.
+    pub http: http::HttpClient,
+    /// Shared WebSocket manager (handles owned per instance).
+    pub ws: ws::WsManager,
+    /// One store per data directory, shared by all instances in the process.
+    pub stores: storage::StoreRegistry,
+}
+
+impl HostServices {
+    /// Build the shared services.
+    pub fn new(config: HostConfig) -> Result<Arc<Self>, HostError> {
+        let http = http::HttpClient::new(&config)?;
+        let ws = ws::WsManager::new(&config)?;
+        Ok(Arc::new(HostServices {
+            config,
+            http,
+            ws,
+            stores: storage::StoreRegistry::default(),
+        }))
+    }
+}
+
+/// Identifies one guest instance: WebSocket handles belong to the instance that opened them.
+pub type OwnerId = u64;
+
+/// A fresh, process-unique instance id.
+pub fn next_owner_id() -> OwnerId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Everything one plugin may reach, shared by all of its instances.
+pub struct PluginContext {
+    /// Plugin id (manifest name), used as the log prefix.
+    pub plugin_id: String,
+    /// Its compiled capabilities.
+    pub policy: Policy,
+    /// Its store (shared with every other instance of the same data directory).
+    pub storage: Arc<storage::Store>,
+    /// Process-wide services.
+    pub services: Arc<HostServices>,
+    /// Its limits.
+    pub limits: Limits,
+    /// Whether the manifest declared `storage = true` (we warn once on use without it).
+    pub storage_declared: bool,
+    storage_warned: std::sync::atomic::AtomicBool,
+    data_dir: PathBuf,
+}
+
+impl PluginContext {
+    /// Build the context of one plugin.
+    pub fn new(
+        services: Arc<HostServices>,
+        plugin_id: &str,
+        caps: &PluginCapabilities,
+        data_dir: &Path,
+        limits: Limits,
+    ) -> Result<Arc<Self>, HostError> {
+        let policy = Policy::new(plugin_id, caps, &services.config.policy);
+        let storage = services
+            .stores
+            .open(data_dir, plugin_id, limits.storage_total_max)?;
+        Ok(Arc::new(PluginContext {
+            plugin_id: plugin_id.to_string(),
+            policy,
+            storage,
+            services,
+            limits,
+            storage_declared: caps.storage,
+            storage_warned: std::sync::atomic::AtomicBool::new(false),
+            data_dir: data_dir.to_path_buf(),
+        }))
+    }
+
+    /// The plugin's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn note_storage_use(&self) {
+        if !self.storage_declared && !self.storage_warned.swap(true, Ordering::Relaxed) {
+            ::log::warn!(
+                "[plugin:{}] uses storage without declaring `storage = true` in [capabilities]",
+                self.plugin_id
+            );
+        }
+    }
+
+    /// `storage.get`: the value, or None when absent.
+    pub fn storage_get(&self, key: &str) -> Result<Option<String>, StorageError> {
+        self.note_storage_use();
+        self.storage.get(key, self.limits.storage_value_max)
+    }
+
+    /// `storage.set`: persisted atomically before returning.
+    pub fn storage_set(&self, key: &str, value: &str) -> Result<(), StorageError> {
+        self.note_storage_use();
+        ::log::debug!("[plugin:{}] storage.set({key}, ...)", self.plugin_id);
+        self.storage.set(key, value)
+    }
+
+    /// `storage.delete`: persisted atomically; absent keys are fine.
+    pub fn storage_delete(&self, key: &str) -> Result<(), StorageError> {
+        self.note_storage_use();
+        ::log::debug!("[plugin:{}] storage.delete({key})", self.plugin_id);
+        self.storage.delete(key)
+    }
+
+    /// `storage.list-keys`, sorted.
+    pub fn storage_list_keys(&self) -> Result<Vec<String>, StorageError> {
+        self.note_storage_use();
+        self.storage.list_keys()
+    }
+
+    /// `http.get` / `http.post`, allowlist and redirect hops checked, body bounded.
+    pub fn http_request(
+        &self,
+        method: HttpMethod,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&str>,
+    ) -> Result<HttpResponse, HttpError> {
+        self.services.http.request(self, method, url, headers, body)
+    }
+
+    /// `ws.connect`: a new handle owned by `owner`.
+    pub fn ws_connect(
+        &self,
+        owner: OwnerId,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<u64, WsError> {
+        self.services.ws.connect(self, owner, url, headers)
+    }
+
+    /// `ws.send` on a handle owned by `owner`.
+    pub fn ws_send(&self, owner: OwnerId, handle: u64, text: &str) -> Result<(), WsError> {
+        self.services.ws.send(owner, handle, text)
+    }
+
+    /// `ws.recv` on a handle owned by `owner`; waits at most `timeout` (capped).
+    pub fn ws_recv(
+        &self,
+        owner: OwnerId,
+        handle: u64,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<WsEvent, WsError> {
+        let timeout = timeout.min(self.limits.ws_recv_wait_max);
+        let max_bytes = max_bytes.min(self.limits.ws_message_max);
+        self.services.ws.recv(owner, handle, timeout, max_bytes)
+    }
+
+    /// `ws.close`: closes the connection (close frame) if `owner` owns it.
+    pub fn ws_close(&self, owner: OwnerId, handle: u64) {
+        self.services.ws.close(owner, handle)
+    }
+
+    /// Close every connection of an instance (called when it is dropped).
+    pub fn ws_close_all(&self, owner: OwnerId) {
+        self.services.ws.close_all(owner)
+    }
+
+    /// `env.get`: None when unset; error when denied or too large.
+    pub fn env_get(&self, name: &str) -> Result<Option<String>, EnvError> {
+        env::get(self, name)
+    }
+
+    /// `fs.read`: the file's text.
+    pub fn fs_read(&self, path: &str) -> Result<String, FsError> {
+        fs::read(self, path)
+    }
+
+    /// `log.*` and captured guest output, prefixed with the plugin id.
+    pub fn log(&self, level: ::log::Level, msg: &str) {
+        log::plugin_log(&self.plugin_id, level, msg)
+    }
+}

@@ -90,13 +90,17 @@ pub fn function_names(ty: PluginType) -> &'static [&'static str] {
             "send",
         ],
         PluginType::Tool => &["get-tools", "get-risk-level", "execute"],
-        PluginType::Hook => &[],
+        PluginType::Hook => &["name", "subscriptions", "on-event"],
     }
 }
 
 /// Call `function` on `inst` with JSON `args`; the result as JSON.
 pub fn call_by_name(inst: &mut PluginInstance, function: &str, args: &[Value]) -> Result<Value> {
     let f = function;
+    if inst.abi() == crate::abi::AbiKind::Canonical {
+        // Every function of the plugin's WIT interface, typed by the contract.
+        return inst.call_canonical_json(f, args);
+    }
     let ty = inst.plugin_type();
     // Interface names win over raw export names (`status` and `logout` are both).
     if !function_names(ty).contains(&f) {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::abi::detect_abi;
 use crate::engine::{Compiler, EngineError, WasmEngine};
 use crate::error::{Error, Result};
 use crate::host::{HostConfig, HostServices, PluginContext};
@@ -105,7 +104,6 @@ impl PluginHost {
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
         let compiled = self.engine.compile_file(&plugin.id, &wasm)?;
-        let abi = detect_abi(&compiled.module);
         let limits = self
             .plugin_limits
             .get(&plugin.id)
@@ -118,7 +116,7 @@ impl PluginHost {
             data_dir,
             limits,
         )?;
-        let instance = PluginInstance::new(plugin.clone(), self.engine.clone(), compiled, abi, ctx);
+        let instance = PluginInstance::new(plugin.clone(), self.engine.clone(), compiled, ctx)?;
         self.plugins.insert(plugin.id.clone(), instance);
         Ok(())
     }

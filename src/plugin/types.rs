@@ -386,3 +386,44 @@ mod tests {
         assert_eq!(AuthStatus::from_legacy_code(2), AuthStatus::Expired);
     }
 }
+
+/// `hook-event-kind`: lifecycle points a hook can attach to (our `hook-plugin` design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookEventKind {
+    /// A session starts.
+    SessionStart,
+    /// A session ends.
+    SessionEnd,
+    /// A user message is about to be sent to the model.
+    UserMessage,
+    /// The model answered.
+    AssistantMessage,
+    /// A tool is about to run.
+    BeforeToolCall,
+    /// A tool finished.
+    AfterToolCall,
+}
+
+/// `hook-event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEvent {
+    /// Which lifecycle point.
+    pub kind: HookEventKind,
+    /// The session.
+    pub session_id: String,
+    /// Event data as JSON text.
+    pub payload_json: String,
+}
+
+/// `hook-decision`: what tark should do with the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookDecision {
+    /// Continue unchanged.
+    Allow,
+    /// Continue with this payload instead.
+    Rewrite(String),
+    /// Stop the event, with a reason.
+    Block(String),
+}

@@ -3,5 +3,7 @@
 //! imports ([`imports`]) and export calls ([`instance`]).
 
 pub mod contract;
+pub mod imports;
+pub mod instance;
 pub mod lift;
 pub mod types;

@@ -1,0 +1,248 @@
+//! One instance of a canonical-ABI (wit-bindgen) plugin and calls into its exports:
+//! arguments lowered (spilled to memory past 16 flat values), results lifted (from the
+//! returned pointer past 1 flat value), then `cabi_post_*` so the guest frees them.
+
+use std::sync::Arc;
+
+use wasmer::{FunctionEnv, Instance, Memory, Module, Store, Value};
+
+use super::contract::{Contract, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
+use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
+use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
+use super::types::Val;
+use crate::abi::legacy::instance::InstantiateError;
+use crate::abi::wasi::{self, WasiState};
+use crate::abi::{check_imports, signature_string, CallError};
+use crate::host::{next_owner_id, OwnerId, PluginContext};
+
+/// Export name of an interface function.
+pub fn export_name(iface: &str, func: &str) -> String {
+    format!("tark:plugin/{iface}#{func}")
+}
+
+/// A live instance of a canonical plugin.
+pub struct CanonicalInstance {
+    store: Store,
+    instance: Instance,
+    memory: Memory,
+    realloc: Option<Realloc>,
+    ctx: Arc<PluginContext>,
+    owner: OwnerId,
+    _env: FunctionEnv<CanonicalEnv>,
+    _wasi: Option<WasiState>,
+}
+
+impl Drop for CanonicalInstance {
+    fn drop(&mut self) {
+        self.ctx.ws_close_all(self.owner);
+    }
+}
+
+impl CanonicalInstance {
+    /// Check the module's imports against the contract and instantiate it.
+    pub fn new(
+        mut store: Store,
+        module: &Module,
+        ctx: Arc<PluginContext>,
+    ) -> Result<Self, InstantiateError> {
+        check_imports(module, &provided_signature)?;
+        let owner = next_owner_id();
+        let env = FunctionEnv::new(
+            &mut store,
+            CanonicalEnv {
+                ctx: ctx.clone(),
+                owner,
+                memory: None,
+                realloc: None,
+            },
+        );
+        let mut imports = canonical_imports(&mut store, &env, module);
+        let mut wasi_state = None;
+        if wasi::imports_wasi(module) {
+            let (state, wasi_imports) = WasiState::new(&mut store, module, &ctx)?;
+            imports.extend(&wasi_imports);
+            wasi_state = Some(state);
+        }
+        let _rt = wasi::tokio_runtime()?.enter();
+        let instance = Instance::new(&mut store, module, &imports)
+            .map_err(|e| InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)))?;
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .map_err(|_| InstantiateError::NoMemory)?
+            .clone();
+        let realloc = instance
+            .exports
+            .get_typed_function::<(i32, i32, i32, i32), i32>(&store, "cabi_realloc")
+            .ok();
+        {
+            let data = env.as_mut(&mut store);
+            data.memory = Some(memory.clone());
+            data.realloc = realloc.clone();
+        }
+        if let Some(state) = wasi_state.as_mut() {
+            state.initialize(&mut store, &instance)?;
+        }
+        if let Ok(init) = instance
+            .exports
+            .get_typed_function::<(), ()>(&store, "_initialize")
+        {
+            init.call(&mut store).map_err(|e| {
+                InstantiateError::Instantiate(format!(
+                    "{}: _initialize trapped: {}",
+                    ctx.plugin_id,
+                    e.message()
+                ))
+            })?;
+        }
+        Ok(CanonicalInstance {
+            store,
+            instance,
+            memory,
+            realloc,
+            ctx,
+            owner,
+            _env: env,
+            _wasi: wasi_state,
+        })
+    }
+
+    /// Current linear memory size in 64 KiB pages.
+    pub fn memory_pages(&self) -> u32 {
+        self.memory.view(&self.store).size().0
+    }
+
+    /// Does the module export this interface function (with the contract's signature)?
+    pub fn has_export(&self, iface: &str, func: &str) -> bool {
+        let Some(sig) = Contract::get().func(iface, func) else {
+            return false;
+        };
+        match self
+            .instance
+            .exports
+            .get_function(&export_name(iface, func))
+        {
+            Ok(f) => f.ty(&self.store) == sig.export_signature(),
+            Err(_) => false,
+        }
+    }
+
+    /// Call `iface#func` with `args`; its result (None for functions without one).
+    pub fn call(
+        &mut self,
+        iface: &str,
+        func: &str,
+        args: &[Val],
+    ) -> Result<Option<Val>, CallError> {
+        let name = export_name(iface, func);
+        let sig = Contract::get()
+            .func(iface, func)
+            .ok_or_else(|| CallError::MissingExport(name.clone()))?
+            .clone();
+        if args.len() != sig.params.len() {
+            return Err(CallError::BadResult {
+                what: format!("{name} arguments"),
+                message: format!(
+                    "expected {} arguments, got {}",
+                    sig.params.len(),
+                    args.len()
+                ),
+            });
+        }
+        let f = self
+            .instance
+            .exports
+            .get_function(&name)
+            .map_err(|_| CallError::MissingExport(name.clone()))?
+            .clone();
+        let found = f.ty(&self.store);
+        let expected = sig.export_signature();
+        if found != expected {
+            return Err(CallError::Missing(format!(
+                "export {name} has signature {}, expected {} (built against another tark.wit?)",
+                signature_string(&found),
+                signature_string(&expected)
+            )));
+        }
+        let _rt = wasi::tokio_runtime()
+            .map_err(|e| CallError::Missing(e.to_string()))?
+            .enter();
+        let abi = |e: AbiError| CallError::Abi {
+            function: name.clone(),
+            message: e.to_string(),
+        };
+        // Lower the arguments.
+        let mut flat_args: Vec<Value> = Vec::new();
+        {
+            let mut w = Writer::new(&mut self.store, self.memory.clone(), self.realloc.clone());
+            if sig.flat_params().len() > MAX_FLAT_PARAMS {
+                let ptr = w
+                    .store_new(&sig.params_tuple(), &Val::Tuple(args.to_vec()))
+                    .map_err(abi)?;
+                flat_args.push(Value::I32(ptr as i32));
+            } else {
+                for ((_, t), v) in sig.params.iter().zip(args) {
+                    w.lower_flat(t, v, &mut flat_args).map_err(abi)?;
+                }
+            }
+        }
+        let results = f
+            .call(&mut self.store, &flat_args)
+            .map_err(|e| CallError::Trap {
+                function: name.clone(),
+                message: {
+                    let m = e.message();
+                    if m.is_empty() {
+                        e.to_string()
+                    } else {
+                        m
+                    }
+                },
+            })?;
+        let value = match &sig.result {
+            None => None,
+            Some(ty) => {
+                let mut reader =
+                    Reader::new(&self.store, &self.memory, self.ctx.limits.guest_read_max);
+                if sig.flat_results().len() > MAX_FLAT_RESULTS {
+                    let ptr = match results.first() {
+                        Some(Value::I32(p)) => *p as u32,
+                        _ => return Err(abi(AbiError::FlatMismatch)),
+                    };
+                    Some(reader.load(ty, ptr).map_err(abi)?)
+                } else {
+                    let mut it = FlatIter::new(&results);
+                    Some(reader.lift_flat(ty, &mut it).map_err(abi)?)
+                }
+            }
+        };
+        // Let the guest free what it returned.
+        let post = format!("cabi_post_{name}");
+        match self.instance.exports.get_function(&post) {
+            Ok(pf) => {
+                let pf = pf.clone();
+                pf.call(&mut self.store, &results)
+                    .map_err(|e| CallError::Trap {
+                        function: post.clone(),
+                        message: e.message(),
+                    })?;
+            }
+            Err(_) if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
+                log::warn!(
+                    "[plugin:{}] {name} returns guest memory but exports no {post}",
+                    self.ctx.plugin_id
+                );
+                return Err(CallError::MissingPostReturn(name));
+            }
+            Err(_) => {}
+        }
+        Ok(value)
+    }
+}
+
+/// Guest-visible description of an export's expected core signature (for messages).
+pub fn expected_export_signature(iface: &str, func: &str) -> Option<String> {
+    Contract::get()
+        .func(iface, func)
+        .map(|s| signature_string(&s.export_signature()))
+}
