@@ -25,12 +25,14 @@ pub const DEFAULT_API_VERSION: &str = "0.1";
 /// Default `[plugin] wasm` (tark's default).
 pub const DEFAULT_WASM_FILE: &str = "plugin.wasm";
 
-/// The tark version this host claims compatibility with (spec §0.1); `min_tark_version`
-/// above it only produces a warning, as tark never enforces the field.
+/// The tark version this host claims compatibility with (spec §0.1). A plugin whose
+/// `min_tark_version` is above it is refused (see [`PluginManifest::check_compatibility`]).
 pub const COMPAT_TARK_VERSION: &str = "0.12.6";
 
-/// `api_version` values tark has used; anything else is accepted with a warning.
-const KNOWN_API_VERSIONS: [&str; 4] = ["0.1", "0.1.0", "0.2", "0.2.0"];
+/// The plugin API version this host implements (tark's `PLUGIN_API_VERSION`). Plugins
+/// declaring `api_version` with the same major and a minor up to this one's are accepted
+/// (`0.1`, `0.1.x`, `0.2`, `0.2.x`); a newer major or minor is refused.
+pub const PLUGIN_API_VERSION: &str = "0.2.0";
 
 /// The kind of plugin, from `[plugin] type`. Decides which guest exports the host probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -525,6 +527,18 @@ pub enum ManifestError {
         /// Full path that was looked up.
         path: PathBuf,
     },
+    /// The plugin needs a newer host (`api_version` or `min_tark_version`).
+    #[error("{}: [plugin] {field} = \"{value}\" needs a newer host: {supported} (install a version of the plugin built for this host, or lower {field} if the plugin really works with it)", path.display())]
+    Incompatible {
+        /// Manifest path.
+        path: PathBuf,
+        /// `api_version` or `min_tark_version`.
+        field: String,
+        /// The declared value (control characters escaped).
+        value: String,
+        /// What this host supports.
+        supported: String,
+    },
 }
 
 fn invalid(path: &Path, field: &str, message: String, fix: &str) -> ManifestError {
@@ -588,6 +602,7 @@ impl PluginManifest {
             oauth.expand_placeholders_with(lookup);
         }
         manifest.validate_at(path)?;
+        manifest.check_compatibility_at(path)?;
         let plugin_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -737,15 +752,61 @@ impl PluginManifest {
             ));
         }
         if let Some(min) = &self.plugin.min_tark_version {
-            out.extend(min_version_warning(&id, min));
+            if let VersionCheck::Unparsed = check_min_tark_version(min) {
+                out.push(format!(
+                    "Plugin '{id}' has min_tark_version {:?}, which is not a version (ignored)",
+                    printable(min)
+                ));
+            }
         }
-        if !KNOWN_API_VERSIONS.contains(&self.plugin.api_version.as_str()) {
-            out.push(format!(
-                "Plugin '{id}' declares unknown api_version {:?} (known: 0.1, 0.2); loading it anyway",
+        match check_api_version(&self.plugin.api_version) {
+            VersionCheck::Unparsed => out.push(format!(
+                "Plugin '{id}' declares api_version {:?}, which is not a version (ignored; this host implements plugin API {PLUGIN_API_VERSION})",
                 printable(&self.plugin.api_version)
-            ));
+            )),
+            VersionCheck::Older => out.push(format!(
+                "Plugin '{id}' declares api_version {:?}, older than any plugin API tark published (0.1); loading it anyway",
+                printable(&self.plugin.api_version)
+            )),
+            VersionCheck::Ok | VersionCheck::Newer => {}
         }
         out
+    }
+
+    /// Refuse a plugin built for a newer host: `api_version` with a newer major or minor
+    /// than [`PLUGIN_API_VERSION`], or `min_tark_version` above [`COMPAT_TARK_VERSION`]
+    /// (a plain version, `0.13`, or a requirement such as `>=0.13` that 0.12.6 does not
+    /// meet). Values that are not versions at all are only warned about (see
+    /// [`Self::warnings`]): tark never read them, so refusing them would break plugins that
+    /// run under tark. Called by [`Self::load`] and every parse, so installing, updating
+    /// and loading all refuse such a plugin with the same message.
+    pub fn check_compatibility(&self) -> Result<(), ManifestError> {
+        self.check_compatibility_at(Path::new(MANIFEST_FILE))
+    }
+
+    fn check_compatibility_at(&self, path: &Path) -> Result<(), ManifestError> {
+        let p = &self.plugin;
+        if let VersionCheck::Newer = check_api_version(&p.api_version) {
+            return Err(ManifestError::Incompatible {
+                path: path.to_path_buf(),
+                field: "api_version".into(),
+                value: printable(&p.api_version),
+                supported: format!(
+                    "this host implements plugin API {PLUGIN_API_VERSION} and accepts api_version 0.1.x and 0.2.x"
+                ),
+            });
+        }
+        if let Some(min) = &p.min_tark_version {
+            if let VersionCheck::Newer = check_min_tark_version(min) {
+                return Err(ManifestError::Incompatible {
+                    path: path.to_path_buf(),
+                    field: "min_tark_version".into(),
+                    value: printable(min),
+                    supported: format!("this host is compatible with tark {COMPAT_TARK_VERSION}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The plugin id (`[plugin] name`).
@@ -769,19 +830,75 @@ impl PluginManifest {
     }
 }
 
-/// `min_tark_version` is never enforced; warn when it is not semver or asks for more than
-/// the tark version we are compatible with.
-fn min_version_warning(id: &str, min: &str) -> Option<String> {
-    let compat = semver::Version::parse(COMPAT_TARK_VERSION).ok()?;
-    let shown = printable(min);
-    match semver::Version::parse(min) {
-        Ok(v) if v > compat => Some(format!(
-            "Plugin '{id}' requires tark {shown} but this host is compatible with tark {COMPAT_TARK_VERSION}; loading it anyway"
-        )),
-        Ok(_) => None,
-        Err(_) => Some(format!(
-            "Plugin '{id}' has min_tark_version {shown:?}, which is not valid semver (ignored)"
-        )),
+/// How a declared version compares with what this host supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionCheck {
+    /// Supported.
+    Ok,
+    /// Needs a newer host: refused.
+    Newer,
+    /// Older than anything tark published: accepted with a warning.
+    Older,
+    /// Not a version: ignored with a warning.
+    Unparsed,
+}
+
+/// `MAJOR`, `MAJOR.MINOR` or a full semver version (missing parts are 0); surrounding
+/// spaces and a leading `v` are tolerated.
+fn lenient_version(text: &str) -> Option<semver::Version> {
+    let t = text.trim();
+    let t = t.strip_prefix('v').unwrap_or(t);
+    if let Ok(v) = semver::Version::parse(t) {
+        return Some(v);
+    }
+    let mut parts = t.split('.');
+    let major = parts.next()?.parse::<u64>().ok()?;
+    let minor = match parts.next() {
+        Some(m) => m.parse::<u64>().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(semver::Version::new(major, minor, 0))
+}
+
+/// `api_version`: same major and a minor up to ours is fine; `0.0.x` is older than tark's
+/// first API; anything with a newer major or minor needs a newer host.
+fn check_api_version(declared: &str) -> VersionCheck {
+    let (Some(v), Some(ours)) = (
+        lenient_version(declared),
+        lenient_version(PLUGIN_API_VERSION),
+    ) else {
+        return VersionCheck::Unparsed;
+    };
+    if (v.major, v.minor) > (ours.major, ours.minor) {
+        VersionCheck::Newer
+    } else if (v.major, v.minor) < (0, 1) {
+        VersionCheck::Older
+    } else {
+        VersionCheck::Ok
+    }
+}
+
+/// `min_tark_version`: a version (lenient) above [`COMPAT_TARK_VERSION`], or a requirement
+/// (`>=0.13`, `^0.13`) that it does not meet, needs a newer host.
+fn check_min_tark_version(declared: &str) -> VersionCheck {
+    let Ok(compat) = semver::Version::parse(COMPAT_TARK_VERSION) else {
+        return VersionCheck::Unparsed;
+    };
+    if let Some(v) = lenient_version(declared) {
+        // Pre-releases sort below their release: "0.12.6-rc.1" is satisfied by 0.12.6.
+        return if v > compat {
+            VersionCheck::Newer
+        } else {
+            VersionCheck::Ok
+        };
+    }
+    match semver::VersionReq::parse(declared.trim()) {
+        Ok(req) if req.matches(&compat) => VersionCheck::Ok,
+        Ok(_) => VersionCheck::Newer,
+        Err(_) => VersionCheck::Unparsed,
     }
 }
 
@@ -1402,32 +1519,78 @@ use_state = false
 
     #[test]
     fn warnings_for_inert_fields_never_errors() {
-        let text = with_plugin_line("min_tark_version = \"0.12\"\napi_version = \"9.9\"\n[capabilities]\nshell = true\nfilesystem = [\"./src\"]");
+        let text = with_plugin_line("min_tark_version = \"latest\"\napi_version = \"next\"\n[capabilities]\nshell = true\nfilesystem = [\"./src\"]");
         let m = parse(&text).unwrap();
         let w = m.warnings();
         assert_eq!(w.len(), 4, "{w:?}");
         assert!(w[0].contains("Plugin 'demo' requests shell access - this is dangerous!"));
         assert!(w[1].contains("filesystem = [./src]") && w[1].contains("grants no access"));
         assert!(
-            w[2].contains(r#"min_tark_version "0.12", which is not valid semver"#),
+            w[2].contains(r#"min_tark_version "latest", which is not a version (ignored)"#),
             "{}",
             w[2]
         );
-        assert!(w[3].contains(r#"unknown api_version "9.9""#));
-
-        let m = parse(&with_plugin_line("min_tark_version = \"99.0.0\"")).unwrap();
-        assert_eq!(
-            m.warnings(),
-            ["Plugin 'demo' requires tark 99.0.0 but this host is compatible with tark 0.12.6; loading it anyway"]
+        assert!(
+            w[3].contains(r#"api_version "next", which is not a version"#),
+            "{}",
+            w[3]
         );
-        let m = parse(&with_plugin_line("min_tark_version = \"0.12.6\"")).unwrap();
-        assert!(m.warnings().is_empty());
-        let m = parse(&with_plugin_line("min_tark_version = \">=0.9\"")).unwrap();
-        assert_eq!(m.warnings().len(), 1);
-        for known in ["0.1", "0.1.0", "0.2", "0.2.0"] {
+
+        for fine in ["0.12.6", "0.12", "0.9.1", "0.12.6-rc.1", ">=0.9", "^0.12"] {
+            let m = parse(&with_plugin_line(&format!("min_tark_version = \"{fine}\""))).unwrap();
+            assert!(m.warnings().is_empty(), "{fine}: {:?}", m.warnings());
+            assert!(m.check_compatibility().is_ok(), "{fine}");
+        }
+        for known in ["0.1", "0.1.0", "0.1.7", "0.2", "0.2.0", "0.2.9", "v0.2"] {
             let m = parse(&with_plugin_line(&format!("api_version = \"{known}\""))).unwrap();
             assert!(m.warnings().is_empty(), "{known}");
         }
+        let m = parse(&with_plugin_line("api_version = \"0.0.3\"")).unwrap();
+        assert!(
+            m.warnings()[0].contains("older than any plugin API"),
+            "{:?}",
+            m.warnings()
+        );
+    }
+
+    #[test]
+    fn newer_api_or_tark_version_is_refused_naming_field_value_and_support() {
+        for newer in ["0.3", "0.3.0", "1", "1.0", "1.0.0", "2.1.0"] {
+            let e = err_text(&with_plugin_line(&format!("api_version = \"{newer}\"")));
+            assert_eq!(
+                e,
+                format!("/plugins/demo/plugin.toml: [plugin] api_version = \"{newer}\" needs a newer host: this host implements plugin API 0.2.0 and accepts api_version 0.1.x and 0.2.x (install a version of the plugin built for this host, or lower api_version if the plugin really works with it)")
+            );
+        }
+        for newer in ["0.12.7", "0.13", "1.0.0", ">=0.13", "^1"] {
+            let e = err_text(&with_plugin_line(&format!(
+                "min_tark_version = \"{newer}\""
+            )));
+            assert!(
+                e.starts_with(&format!("/plugins/demo/plugin.toml: [plugin] min_tark_version = \"{newer}\" needs a newer host: this host is compatible with tark 0.12.6")),
+                "{e}"
+            );
+        }
+        // A real file: load refuses too, with the typed error.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(MANIFEST_FILE);
+        std::fs::write(&path, with_plugin_line("min_tark_version = \"0.20.0\"")).unwrap();
+        match PluginManifest::load(&path) {
+            Err(ManifestError::Incompatible { field, value, .. }) => {
+                assert_eq!(
+                    (field.as_str(), value.as_str()),
+                    ("min_tark_version", "0.20.0")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Built in code: check_compatibility is the same rule.
+        let mut m = parse(MINIMAL).unwrap();
+        m.plugin.api_version = "0.9".into();
+        assert!(matches!(
+            m.check_compatibility(),
+            Err(ManifestError::Incompatible { .. })
+        ));
     }
 
     #[test]

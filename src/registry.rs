@@ -1869,4 +1869,60 @@ mod tests {
         assert_eq!(r.get("p").unwrap().install, None);
         assert!(r.load_errors().is_empty());
     }
+
+    #[test]
+    fn plugins_for_a_newer_host_are_refused_at_install_update_and_scan() {
+        let f = fixture();
+        let mut r = scanned(&f.plugins);
+        let src = f.root.join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("plugin.wasm"), WASM).unwrap();
+        fs::write(
+            src.join(MANIFEST_FILE),
+            manifest_text("demo", "1.0.0", "api_version = \"0.3\""),
+        )
+        .unwrap();
+        let e = r
+            .install_from_dir(&src, sample_source(&src), false)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[plugin] api_version = \"0.3\" needs a newer host"),
+            "{e}"
+        );
+        assert_eq!(fs::read_dir(&f.plugins).unwrap().count(), 0);
+
+        // Installed fine, then updated from a source that needs tark 0.13: refused, old kept.
+        write_plugin(&src, "demo", "1.0.0");
+        r.install_from_dir(&src, sample_source(&src), false)
+            .unwrap();
+        fs::write(
+            src.join(MANIFEST_FILE),
+            manifest_text("demo", "2.0.0", "min_tark_version = \"0.13.0\""),
+        )
+        .unwrap();
+        let e = r.update_from_dir("demo", &src).unwrap_err();
+        assert!(
+            e.to_string().contains("min_tark_version = \"0.13.0\""),
+            "{e}"
+        );
+        assert_eq!(r.get("demo").unwrap().manifest.version(), "1.0.0");
+
+        // A directory laid out by hand is skipped by scan with the same message.
+        fs::write(
+            f.plugins.join("demo").join(MANIFEST_FILE),
+            manifest_text("demo", "1.0.0", "min_tark_version = \"1.0\""),
+        )
+        .unwrap();
+        let r = scanned(&f.plugins);
+        assert!(r.get("demo").is_none());
+        assert_eq!(r.load_errors().len(), 1);
+        assert!(
+            r.load_errors()[0]
+                .message
+                .contains("this host is compatible with tark 0.12.6"),
+            "{:?}",
+            r.load_errors()
+        );
+    }
 }
