@@ -60,7 +60,14 @@ pub enum AbiError {
     FlatMismatch,
 }
 
-/// Reads values out of guest memory.
+/// What one decoded value costs the host besides the guest bytes it copies: its `Val`
+/// (in a list's or record's vector, or boxed as a payload). Charged against the per-call
+/// limit with the bytes, so the limit bounds the host memory a lift holds, not just the
+/// guest bytes it reads.
+const VAL_COST: u64 = std::mem::size_of::<Val>() as u64;
+
+/// Reads values out of guest memory. One reader serves one call: its budget (the
+/// per-call limit) covers every byte copied and every value built.
 pub struct Reader<'a> {
     view: MemoryView<'a>,
     size: u64,
@@ -130,11 +137,11 @@ impl<'a> Reader<'a> {
         if *elem == Ty::U8 {
             return Ok(Val::Bytes(self.read(ptr, total, 1)?));
         }
-        // Zero-sized elements still cost: a list cannot make the host build billions of values.
-        if size == 0 {
-            self.charge(u64::from(len))?;
-        }
         let buf = self.read(ptr, total, elem.align())?;
+        // Each element also costs the host a `Val` slot (32 bytes, however small the guest
+        // element): charged before allocating, so a list of 1-byte enums cannot make the
+        // host hold 32 times the limit.
+        self.charge(u64::from(len).saturating_mul(VAL_COST))?;
         let mut items = Vec::with_capacity(len as usize);
         for i in 0..len as usize {
             items.push(self.decode(elem, &buf, i * size as usize)?);
@@ -168,9 +175,11 @@ impl<'a> Reader<'a> {
                 self.read_list(elem, p, l)?
             }
             Ty::Record(_) | Ty::Tuple(_) => {
+                let fields = ty.fields();
+                self.charge((fields.len() as u64).saturating_mul(VAL_COST))?;
                 let mut o = 0u32;
-                let mut vals = Vec::new();
-                for t in ty.fields() {
+                let mut vals = Vec::with_capacity(fields.len());
+                for t in fields {
                     o = o.div_ceil(t.align()) * t.align();
                     vals.push(self.decode(t, buf, off + o as usize)?);
                     o += t.size();
@@ -195,11 +204,14 @@ impl<'a> Reader<'a> {
                         cases: cases.len(),
                     })?;
                 let payload = match case {
-                    Some(t) => Some(Box::new(self.decode(
-                        t,
-                        buf,
-                        off + ty.payload_offset() as usize,
-                    )?)),
+                    Some(t) => {
+                        self.charge(VAL_COST)?;
+                        Some(Box::new(self.decode(
+                            t,
+                            buf,
+                            off + ty.payload_offset() as usize,
+                        )?))
+                    }
                     None => None,
                 };
                 make_case(ty, disc, payload)
