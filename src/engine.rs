@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module, Store};
+
+use crate::cache::{ArtifactCache, CacheKey, CacheOutcome};
 
 /// The code generator that turns wasm into native code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,6 +110,8 @@ pub struct WasmEngine {
     engine: Engine,
     compiler: Compiler,
     modules: Mutex<HashMap<[u8; 32], Module>>,
+    /// Disk cache used by [`WasmEngine::compile`] (none by default).
+    cache: RwLock<Option<Arc<ArtifactCache>>>,
 }
 
 impl fmt::Debug for WasmEngine {
@@ -134,6 +138,7 @@ impl WasmEngine {
             engine,
             compiler,
             modules: Mutex::new(HashMap::new()),
+            cache: RwLock::new(None),
         })
     }
 
@@ -167,40 +172,99 @@ impl WasmEngine {
         Store::new(self.engine.clone())
     }
 
-    /// Compile `wasm` (or return the module compiled earlier from the same bytes).
+    /// Use `cache` (or none) for [`WasmEngine::compile`] on this engine.
+    pub fn with_cache(self, cache: Option<Arc<ArtifactCache>>) -> Self {
+        self.set_cache(cache);
+        self
+    }
+
+    /// Set the disk cache [`WasmEngine::compile`] uses (shared engines: affects every user;
+    /// per-host caches go through [`WasmEngine::compile_cached`] instead).
+    pub fn set_cache(&self, cache: Option<Arc<ArtifactCache>>) {
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = cache;
+    }
+
+    /// The disk cache [`WasmEngine::compile`] uses.
+    pub fn cache(&self) -> Option<Arc<ArtifactCache>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every engine setting that changes generated code, as text for the disk cache key
+    /// (compiler, metering, memory limits/tunables, ...). Two engines with equal
+    /// fingerprints must produce interchangeable artifacts.
+    pub fn settings_fingerprint(&self) -> String {
+        self.compiler.as_str().to_string()
+    }
+
+    /// The disk cache key of the module with SHA-256 `module_hash` on this engine.
+    pub fn cache_key(&self, module_hash: &[u8; 32]) -> CacheKey {
+        CacheKey::new(&self.engine, &self.settings_fingerprint(), module_hash)
+    }
+
+    /// Compile `wasm` (or return the module compiled earlier from the same bytes), through
+    /// the disk cache set with [`WasmEngine::set_cache`] if any.
     pub fn compile(&self, what: &str, wasm: &[u8]) -> Result<CompiledModule, EngineError> {
+        let cache = self.cache();
+        self.compile_cached(what, wasm, cache.as_deref())
+            .map(|(m, _)| m)
+    }
+
+    /// Compile `wasm`: in-process map, then the disk `cache` (if any), then the compiler
+    /// (storing the artifact in `cache`). Says where the module came from.
+    pub fn compile_cached(
+        &self,
+        what: &str,
+        wasm: &[u8],
+        cache: Option<&ArtifactCache>,
+    ) -> Result<(CompiledModule, CacheOutcome), EngineError> {
         if is_component(wasm) {
             return Err(EngineError::Component(what.to_string()));
         }
         let hash: [u8; 32] = Sha256::digest(wasm).into();
         let custom_sections = custom_section_names(wasm);
+        let done = |module: Module| CompiledModule {
+            module,
+            hash,
+            wasm_size: wasm.len(),
+            custom_sections,
+        };
         if let Some(module) = self
             .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
         {
-            return Ok(CompiledModule {
-                module: module.clone(),
-                hash,
-                wasm_size: wasm.len(),
-                custom_sections,
-            });
+            return Ok((done(module.clone()), CacheOutcome::Memory));
         }
-        let module = Module::new(&self.engine, wasm).map_err(|e| EngineError::Compile {
-            what: what.to_string(),
-            message: e.to_string(),
-        })?;
+        let compile = || {
+            Module::new(&self.engine, wasm).map_err(|e| EngineError::Compile {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let (module, outcome) = match cache {
+            Some(c) => c.load_or_compile(what, &self.cache_key(&hash), &self.engine, compile)?,
+            None => (compile()?, CacheOutcome::Uncached),
+        };
         self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(hash, module.clone());
-        Ok(CompiledModule {
-            module,
-            hash,
-            wasm_size: wasm.len(),
-            custom_sections,
-        })
+        Ok((done(module), outcome))
+    }
+
+    /// Read and compile a wasm file through the disk `cache` (if any).
+    pub fn compile_file_cached(
+        &self,
+        what: &str,
+        path: &Path,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<(CompiledModule, CacheOutcome), EngineError> {
+        let wasm = std::fs::read(path).map_err(|e| EngineError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.compile_cached(what, &wasm, cache)
     }
 
     /// Read and compile a wasm file.

@@ -5,6 +5,7 @@
 //! adapter ([`abi`]) -> typed plugin handle ([`plugin`]) -> caller.
 
 pub mod abi;
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod host;

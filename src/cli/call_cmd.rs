@@ -62,6 +62,7 @@ pub fn call(
         plugins_dir: Some(global.plugins_dir.clone()),
         compiler: global.compiler,
         config: host_config()?,
+        cache: global.cache.clone(),
         ..HostOptions::default()
     };
     let mut host = PluginHost::with_options(options)?;

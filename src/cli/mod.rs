@@ -9,6 +9,7 @@
 //! level is `warn` for everything (tark shows warnings and errors by default), so plugin
 //! log lines below warn (`[plugin:<id>] ...` at info) appear only with `RUST_LOG=info`.
 
+mod cache_cmd;
 mod call_cmd;
 mod output;
 mod plugin_cmd;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use tark_wasmer::cache::{parse_size, CacheConfig};
 use tark_wasmer::engine::Compiler;
 use tark_wasmer::registry::resolve_plugins_dir;
 
@@ -38,6 +40,8 @@ Environment:
   TARK_PLUGINS_DIR       plugins directory (same as --plugins-dir)
   TARK_WASMER_COMPILER   singlepass or cranelift (same as --compiler)
   TARK_WASMER_CA_FILE    PEM file of extra trusted root certificates for plugin HTTPS/WSS
+  TARK_WASMER_CACHE_DIR  compiled-artifact cache directory (same as --cache-dir)
+  TARK_WASMER_CACHE_MAX_SIZE  artifact cache size limit, e.g. 512M (same as --cache-max-size)
   RUST_LOG               log filter (default: warn; RUST_LOG=info shows plugin log lines)
   NO_COLOR               disable colours (CLICOLOR_FORCE=1 forces them when piped)";
 
@@ -109,8 +113,26 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "COMPILER")]
     compiler: Option<CompilerArg>,
 
+    /// Directory of the compiled-artifact cache [default: $TARK_WASMER_CACHE_DIR, else
+    /// e.g. ~/.cache/tark-wasmer/artifacts]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Neither read nor write the compiled-artifact cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+
+    /// Size limit of the artifact cache, e.g. 512M or 2G [default:
+    /// $TARK_WASMER_CACHE_MAX_SIZE, else 512M]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
+    cache_max_size: Option<u64>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s)
 }
 
 /// `--compiler` values (clap lists them in errors and help).
@@ -142,6 +164,26 @@ enum Command {
     /// Call one function of an installed plugin and print the result as JSON
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
+    /// Inspect or empty the on-disk cache of compiled plugin code
+    #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Show the cache directory, entry count, total size and limit
+    #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
+    Stats {
+        /// Print a JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every cached artifact
+    #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
+    Clear,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +248,9 @@ pub struct Global {
     pub plugins_dir: PathBuf,
     /// Compiler from `--compiler` / `TARK_WASMER_COMPILER`, if given.
     pub compiler: Option<Compiler>,
+    /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size` (the library
+    /// resolves what is not given from the environment).
+    pub cache: CacheConfig,
 }
 
 /// Entry point of the binary.
@@ -257,6 +302,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let global = Global {
         plugins_dir,
         compiler: compiler_choice(cli.compiler)?,
+        cache: CacheConfig {
+            disabled: cli.no_cache,
+            dir: cli.cache_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
+            max_bytes: cli.cache_max_size,
+        },
     };
     let mut out = Out::stdout();
     match cli.command {
@@ -271,6 +321,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call(args) => {
             call_cmd::call(&global, &args.id, &args.function, &args.args, &mut out)?
         }
+        Command::Cache { command } => match command {
+            CacheCommand::Stats { json } => cache_cmd::stats(&global, json, &mut out)?,
+            CacheCommand::Clear => cache_cmd::clear(&global, &mut out)?,
+        },
     }
     out.flush()?;
     Ok(())

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cache::{ArtifactCache, CacheConfig, CacheOutcome};
 use crate::engine::{Compiler, EngineError, WasmEngine};
 use crate::error::{Error, Result};
 use crate::host::{HostConfig, HostServices, PluginContext};
@@ -23,6 +24,9 @@ pub struct HostOptions {
     pub config: HostConfig,
     /// Per-plugin limit overrides, by plugin id.
     pub plugin_limits: HashMap<String, Limits>,
+    /// On-disk cache of compiled artifacts (default: on, in `TARK_WASMER_CACHE_DIR` or
+    /// `<user cache dir>/tark-wasmer/artifacts`, 512 MiB).
+    pub cache: CacheConfig,
 }
 
 /// The compiler named by `TARK_WASMER_COMPILER`, if set.
@@ -40,6 +44,8 @@ pub struct PluginHost {
     engine: Arc<WasmEngine>,
     plugin_limits: HashMap<String, Limits>,
     plugins: HashMap<String, PluginInstance>,
+    cache: Option<Arc<ArtifactCache>>,
+    outcomes: HashMap<String, CacheOutcome>,
 }
 
 impl PluginHost {
@@ -59,12 +65,19 @@ impl PluginHost {
         let mut registry = PluginRegistry::new(plugins_dir);
         registry.scan()?;
         let services = HostServices::new(options.config)?;
+        let cache = options
+            .cache
+            .open()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?
+            .map(Arc::new);
         Ok(PluginHost {
             registry,
             services,
             engine,
             plugin_limits: options.plugin_limits,
             plugins: HashMap::new(),
+            cache,
+            outcomes: HashMap::new(),
         })
     }
 
@@ -103,7 +116,10 @@ impl PluginHost {
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
-        let compiled = self.engine.compile_file(&plugin.id, &wasm)?;
+        let (compiled, outcome) =
+            self.engine
+                .compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
+        self.outcomes.insert(plugin.id.clone(), outcome);
         let limits = self
             .plugin_limits
             .get(&plugin.id)
@@ -119,6 +135,17 @@ impl PluginHost {
         let instance = PluginInstance::new(plugin.clone(), self.engine.clone(), compiled, ctx)?;
         self.plugins.insert(plugin.id.clone(), instance);
         Ok(())
+    }
+
+    /// The on-disk artifact cache in use (`None` when disabled).
+    pub fn artifact_cache(&self) -> Option<&Arc<ArtifactCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Where the module of the plugin loaded last under `id` came from (memory, disk
+    /// cache, compiler).
+    pub fn cache_outcome(&self, id: &str) -> Option<&CacheOutcome> {
+        self.outcomes.get(id)
     }
 
     /// A loaded plugin.
