@@ -182,6 +182,7 @@ struct Conn {
     owner: OwnerId,
     shared: Arc<Shared>,
     outbox: SyncSender<String>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 /// All WebSocket connections of the process.
@@ -284,7 +285,7 @@ impl WsManager {
             plugin_id: ctx.plugin_id.clone(),
             handle,
         };
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name(format!("tark-ws-{handle}"))
             .spawn(move || worker.run())
             .map_err(|e| WsError::Connect(format!("cannot start WebSocket thread: {e}")))?;
@@ -294,6 +295,7 @@ impl WsManager {
                 owner,
                 shared,
                 outbox,
+                thread: Mutex::new(Some(thread)),
             }),
         );
         Ok(handle)
@@ -335,6 +337,7 @@ impl WsManager {
         };
         if let Some(conn) = removed {
             request_close(&conn);
+            finish(std::slice::from_ref(&conn));
         }
     }
 
@@ -352,6 +355,7 @@ impl WsManager {
         for conn in &removed {
             request_close(conn);
         }
+        finish(&removed);
     }
 
     /// Number of open handles (all owners); for diagnostics and tests.
@@ -366,12 +370,29 @@ impl Drop for WsManager {
         for conn in &conns {
             request_close(conn);
         }
+        finish(&conns);
     }
 }
 
 fn request_close(conn: &Conn) {
     conn.shared.shutdown.store(true, Ordering::Release);
     conn.shared.cond.notify_all();
+}
+
+/// Wait (bounded) until the connection threads have sent their queued frames and the
+/// close frame, so nothing a plugin sent is lost when its instance or the process ends.
+fn finish(conns: &[Arc<Conn>]) {
+    let deadline = Instant::now() + CLOSE_WAIT + POLL_INTERVAL * 4;
+    for conn in conns {
+        let handle = conn.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(handle) = handle else { continue };
+        while !handle.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// tark's URL checks, with its error texts.

@@ -212,19 +212,22 @@ fn call_raw_export(inst: &mut PluginInstance, f: &str, args: &[Value]) -> Result
             let model = text_arg(f, args, 1, "model")?;
             inst.legacy_chat_raw(&msgs, &model)?
         }
-        "status"
-        | "provider_auth_status"
-        | "channel_auth_status"
-        | "channel_start"
+        // Status codes are data; for the others a negative code is a failure.
+        "status" | "provider_auth_status" | "channel_auth_status" => {
+            return Ok(Some(Value::from(inst.legacy_code(f, None)?)));
+        }
+        "channel_start"
         | "channel_stop"
         | "logout"
         | "provider_auth_logout"
         | "channel_auth_logout" => {
-            return Ok(Some(Value::from(inst.legacy_code(f, None)?)));
+            return Ok(Some(Value::from(inst.legacy_checked_code(f, None)?)));
         }
         "init_with_credentials" | "provider_auth_init" | "channel_auth_init" => {
             let input = text_arg(f, args, 0, "credentials-json")?;
-            return Ok(Some(Value::from(inst.legacy_code(f, Some(&input))?)));
+            return Ok(Some(Value::from(
+                inst.legacy_checked_code(f, Some(&input))?,
+            )));
         }
         _ => return Ok(None),
     };
