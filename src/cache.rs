@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// Magic bytes at the start of every entry.
 const MAGIC: [u8; 8] = *b"TWASMART";
 /// Entry format version; bump when the header or key text changes.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// Header length: magic 8, version 4, reserved 4, key 32, payload length 8, payload hash 32.
 pub const HEADER_LEN: usize = 88;
 /// Extension of entry files (`<64 hex digits>.art`).
@@ -784,7 +784,9 @@ impl ArtifactCache {
 /// Integrity digest of a payload (SHA-256). This is the dominant cost of a hit (about
 /// 2 GB/s with SHA-NI); changing the algorithm needs a [`FORMAT_VERSION`] bump.
 fn payload_digest(payload: &[u8]) -> [u8; 32] {
-    Sha256::digest(payload).into()
+    // BLAKE3: ~5x SHA-256's throughput here (10 GB/s vs 2 GB/s), and it is hashing
+    // megabytes of native code on every warm start.
+    blake3::hash(payload).into()
 }
 
 /// `<64 hex digits>.art`.

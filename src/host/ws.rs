@@ -756,6 +756,7 @@ mod tests {
                 owner: 7,
                 shared: Arc::clone(&shared),
                 outbox: tx,
+                thread: Mutex::new(None),
             }),
         );
         assert_eq!(mgr.send(8, h, "x"), Err(WsError::UnknownHandle));

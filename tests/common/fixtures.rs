@@ -110,6 +110,11 @@ impl TestEnv {
             plugins_dir: Some(self.plugins_dir.clone()),
             compiler: Some(compiler),
             config: self.config.clone(),
+            // Each test environment has its own artifact cache (never the user's).
+            cache: tark_wasmer::cache::CacheConfig {
+                dir: Some(self.tmp.path().join("cache")),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .expect("host");
