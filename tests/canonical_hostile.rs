@@ -1216,6 +1216,15 @@ fn imports_with_wrong_signatures_or_unknown_names_are_refused_at_link() {
                 found: "(i32, i32, i32, i32) -> ()".into(),
             },
         ),
+        // Plugin interfaces are exported by plugins, never provided by the host.
+        (
+            r#"(import "tark:plugin/auth-plugin" "status" (func (result i32)))"#,
+            LinkError::UnknownImport {
+                module: "tark:plugin/auth-plugin".into(),
+                name: "status".into(),
+                found: "() -> i32".into(),
+            },
+        ),
         (
             r#"(import "tark:plugin/storage" "clear" (func (param i32)))"#,
             LinkError::UnknownImport {

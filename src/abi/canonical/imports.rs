@@ -36,11 +36,19 @@ pub struct CanonicalEnv {
 pub const IMPORT_PREFIX: &str = "tark:plugin/";
 
 /// The core signature the host provides for `module::name`, if any.
+/// Only interfaces some world imports are host interfaces: a module importing a plugin
+/// interface (`tark:plugin/auth-plugin`) links against nothing.
 pub fn provided_signature(module: &str, name: &str) -> Option<FunctionType> {
     let iface = module.strip_prefix(IMPORT_PREFIX)?;
-    Contract::get()
-        .func(iface, name)
-        .map(FuncSig::import_signature)
+    let contract = Contract::get();
+    if !contract
+        .worlds
+        .values()
+        .any(|w| w.imports.iter().any(|i| i == iface))
+    {
+        return None;
+    }
+    contract.func(iface, name).map(FuncSig::import_signature)
 }
 
 fn trap(iface: &str, func: &str, msg: impl std::fmt::Display) -> RuntimeError {
