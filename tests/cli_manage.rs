@@ -262,9 +262,12 @@ fn add_twice_is_refused() {
     env.add(&src).ok();
     fs::write(env.plugins().join("twice/data-marker"), "keep").unwrap();
     let r = env.add(&src).fails();
-    assert_eq!(
-        r.stderr.trim_end(),
-        "Error: Plugin 'twice' is already installed"
+    assert!(
+        r.stderr.starts_with(
+            "Error: Plugin 'twice' is already installed\nUse `tark-wasmer plugin update twice`"
+        ),
+        "{}",
+        r.stderr
     );
     assert!(env.plugins().join("twice/data-marker").exists());
 }
@@ -328,16 +331,19 @@ fn add_of_a_missing_path_or_url_says_so() {
         "{}",
         r.stderr
     );
-    let r = env
-        .tw(&["plugin", "add", "https://example.com/plugin.git"])
-        .fails();
+    // Not a path: a git URL (tests/git_install.rs covers git installs).
+    let url = format!("file://{}", env.root().join("no-repo").display());
+    let r = env.tw(&["plugin", "add", &url]).fails();
     assert!(
-        r.stderr
-            .starts_with("Error: Path does not exist: https://example.com/plugin.git"),
+        r.stderr.starts_with("Error: git clone failed"),
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("not supported yet"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("Repository: {url}")),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Install `alpha`, `beta` (long description) and `gamma-plugin` (disabled), in an order
@@ -533,6 +539,10 @@ fn info_text_and_json() {
             format!("  WASM:    {}", dir.join("plugin.wasm").display()),
             format!("  Data:    {}", dir.join("data").display()),
             format!("  Source:  {} (local)", src.display()),
+            String::new(),
+            "Module:".into(),
+            format!("  Size:    {} bytes", wasm(EMPTY_WASM_WAT).len()),
+            "  ABI:     legacy".into(),
         ]
     );
 
@@ -551,6 +561,8 @@ fn info_text_and_json() {
     assert_eq!(v["oauth"]["client_id"], "cid");
     assert_eq!(v["oauth"]["client_secret"], "<redacted>");
     assert!(!r.stdout.contains("hunter2"));
+    assert_eq!(v["module"]["abi"], "legacy");
+    assert_eq!(v["module"]["world"], Value::Null);
 }
 
 #[test]
@@ -722,6 +734,9 @@ fn every_command_has_help_with_examples() {
         vec!["plugin", "remove", "--help"],
         vec!["plugin", "enable", "--help"],
         vec!["plugin", "disable", "--help"],
+        vec!["plugin", "update", "--help"],
+        vec!["plugin", "check", "--help"],
+        vec!["plugin", "new", "--help"],
         vec!["call", "--help"],
     ] {
         let mut cmd = bin();

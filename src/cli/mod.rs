@@ -11,8 +11,12 @@
 
 mod cache_cmd;
 mod call_cmd;
+mod check_cmd;
+mod git;
+mod new_cmd;
 mod output;
 mod plugin_cmd;
+mod update_cmd;
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tark_wasmer::cache::{parse_size, CacheConfig};
 use tark_wasmer::engine::Compiler;
+use tark_wasmer::manifest::PluginType;
 use tark_wasmer::registry::resolve_plugins_dir;
 
 use output::Out;
@@ -48,18 +53,43 @@ Environment:
 const PLUGIN_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin add ./my-plugin
+  tark-wasmer plugin add https://github.com/me/tark-plugins.git#v1.2.0 --path gemini-auth
   tark-wasmer plugin list --json
   tark-wasmer plugin info my-plugin
+  tark-wasmer plugin check ./my-plugin
+  tark-wasmer plugin update --all
+  tark-wasmer plugin new my-tool --type tool
   tark-wasmer plugin disable my-plugin";
 
 const ADD_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin add ./my-plugin
-  tark-wasmer plugin add ~/src/my-plugin
+  tark-wasmer plugin add ~/src/my-plugin --yes
+  tark-wasmer plugin add https://github.com/me/my-plugin.git
+  tark-wasmer plugin add https://github.com/me/plugins.git --branch dev --path auth/gemini
+  tark-wasmer plugin add https://github.com/me/plugins.git#v1.2.0 -p auth/gemini
+  tark-wasmer plugin add /srv/git/plugins.git#main --json --yes
 
-The directory must hold plugin.toml and the wasm file it names ([plugin] wasm, default
-plugin.wasm). target/ and .git/ are not copied. Installing from a git URL is not
-supported yet.";
+Sources:
+  A path (an existing one, or one starting with /, ./, ../ or ~) is a local directory: it
+  is copied whole, except target/ and .git/. --path is joined to it.
+  Anything else is a git URL, cloned with the system git (shallow) into a temporary
+  directory; only plugin.toml, the wasm module it names and README/LICENSE/COPYING/
+  NOTICE/CHANGELOG files next to plugin.toml are installed. The module must be in the
+  repository: installing never builds.
+  A local path with --branch or #ref is cloned with git too (at that branch or tag).
+
+Refs:
+  URL#ref and --branch both name the branch or tag to clone. Giving both is allowed only
+  when they are equal; different values are an error. With neither, the repository's
+  default branch is cloned. .install.json records the URL as given (a local path as an
+  absolute path), the ref as \"branch\" and --path as \"path\", for `plugin update`.
+
+Confirmation:
+  The plugin's capabilities are shown before installing. When stdin is a terminal you are
+  asked to confirm (--yes skips the question); when stdin is not a terminal (scripts, CI)
+  the plugin is installed without asking, as tark does. Nothing is left behind when the
+  clone, the checks or the copy fail.";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -74,6 +104,7 @@ Examples:
 const REMOVE_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin remove my-plugin
+  tark-wasmer plugin remove my-plugin --json
 
 This deletes the plugin's directory, including its data/ (storage).";
 
@@ -84,6 +115,44 @@ Examples:
 const DISABLE_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin disable my-plugin";
+
+const UPDATE_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin update my-plugin
+  tark-wasmer plugin update --all
+  tark-wasmer plugin update --all --json
+
+Each plugin is fetched again from its .install.json: git plugins are cloned again (same
+URL, branch and --path), local plugins are copied again from the recorded directory (a
+relative path written by tark is resolved against the current directory, then recorded
+as absolute). data/, .disabled and .install.json are kept; the new version must declare
+the same id. A failed update leaves the installed version untouched. --all ends with
+`Done. updated=N, skipped=N, failed=N` (skipped: no .install.json) and exits 1 if any
+update failed.";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin check ./my-plugin
+  tark-wasmer plugin check my-plugin            # an installed plugin
+  tark-wasmer plugin check ./my-plugin --json
+
+Reports manifest errors and warnings, the ABI (legacy or canonical) and world, exports
+missing or mistyped for the plugin's type, imports this host does not provide, host
+services used versus the capabilities declared, the wasm features the module needs,
+whether it compiles with each compiler (and how long that takes), and its size.
+Exits 1 when there are errors (the report is printed first).";
+
+const NEW_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer plugin new my-tool --type tool
+  tark-wasmer plugin new my-provider --type provider --dir ~/src/my-provider
+  cd my-tool && ./build.sh && tark-wasmer plugin check . && tark-wasmer plugin add . --yes
+
+Creates a Rust crate (wit-bindgen 0.36, wasm32-wasip1) that implements the world of the
+type with working example functions, a copy of this host's wit/, plugin.toml and
+build.sh (rustup's wasm32-wasip1 target when installed, else Debian's Rust with
+-Z build-std), which writes plugin.wasm. --dir is the directory to create (default
+./NAME); it must not exist or be empty.";
 
 const CALL_EXAMPLES: &str = "\
 Examples:
@@ -186,13 +255,53 @@ enum CacheCommand {
     Clear,
 }
 
+/// `--type` values of `plugin new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TypeArg {
+    /// Authentication (auth-world).
+    Auth,
+    /// Tools the agent can run (tool-world).
+    Tool,
+    /// An LLM provider (provider-world).
+    Provider,
+    /// A messaging channel (channel-world).
+    Channel,
+    /// Lifecycle hooks (hook-world).
+    Hook,
+}
+
+impl From<TypeArg> for PluginType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Auth => PluginType::Auth,
+            TypeArg::Tool => PluginType::Tool,
+            TypeArg::Provider => PluginType::Provider,
+            TypeArg::Channel => PluginType::Channel,
+            TypeArg::Hook => PluginType::Hook,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Install a plugin from a local directory
+    /// Install a plugin from a git repository or a local directory
     #[command(after_help = ADD_EXAMPLES)]
     Add {
-        /// Directory holding plugin.toml and the wasm module
-        path: PathBuf,
+        /// Git URL (optionally URL#ref) or local directory holding plugin.toml
+        #[arg(value_name = "URL|PATH")]
+        source: String,
+        /// Branch or tag to clone (same as URL#ref) [default: the repository's default branch]
+        #[arg(short, long, value_name = "REF")]
+        branch: Option<String>,
+        /// Plugin directory inside the repository or local directory
+        #[arg(short, long, value_name = "SUBDIR")]
+        path: Option<String>,
+        /// Install without asking for confirmation
+        #[arg(short, long)]
+        yes: bool,
+        /// Print the installed plugin as JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// List installed plugins, sorted by id
     #[command(after_help = LIST_EXAMPLES)]
@@ -201,7 +310,7 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a plugin's manifest, capabilities and paths
+    /// Show a plugin's manifest, capabilities, ABI, world and paths
     #[command(after_help = INFO_EXAMPLES)]
     Info {
         /// Plugin id
@@ -215,6 +324,9 @@ enum PluginCommand {
     Remove {
         /// Plugin id
         id: String,
+        /// Print the removed plugin as JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Enable a plugin (delete its .disabled marker)
     #[command(after_help = ENABLE_EXAMPLES)]
@@ -227,6 +339,43 @@ enum PluginCommand {
     Disable {
         /// Plugin id
         id: String,
+    },
+    /// Fetch installed plugins again from where they were installed from
+    #[command(after_help = UPDATE_EXAMPLES)]
+    Update {
+        /// Plugin id (or --all)
+        id: Option<String>,
+        /// Update every installed plugin
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON summary instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a plugin: manifest, ABI, exports, imports vs capabilities, compilers
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check {
+        /// Plugin directory (or its plugin.toml), or the id of an installed plugin
+        #[arg(value_name = "PATH|ID")]
+        target: String,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new plugin crate that builds and passes `plugin check`
+    #[command(after_help = NEW_EXAMPLES)]
+    New {
+        /// Plugin name (its id and cargo package name)
+        name: String,
+        /// Plugin type
+        #[arg(short = 't', long = "type", value_enum, value_name = "TYPE")]
+        plugin_type: TypeArg,
+        /// Directory to create [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print what was created as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -311,12 +460,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = Out::stdout();
     match cli.command {
         Command::Plugin { command } => match command {
-            PluginCommand::Add { path } => plugin_cmd::add(&global, &path, &mut out)?,
+            PluginCommand::Add {
+                source,
+                branch,
+                path,
+                yes,
+                json,
+            } => {
+                let req = plugin_cmd::AddRequest {
+                    source,
+                    branch,
+                    path,
+                    yes,
+                    json,
+                };
+                plugin_cmd::add(&global, &req, &mut out)?
+            }
             PluginCommand::List { json } => plugin_cmd::list(&global, json, &mut out)?,
             PluginCommand::Info { id, json } => plugin_cmd::info(&global, &id, json, &mut out)?,
-            PluginCommand::Remove { id } => plugin_cmd::remove(&global, &id, &mut out)?,
+            PluginCommand::Remove { id, json } => plugin_cmd::remove(&global, &id, json, &mut out)?,
             PluginCommand::Enable { id } => plugin_cmd::enable(&global, &id, &mut out)?,
             PluginCommand::Disable { id } => plugin_cmd::disable(&global, &id, &mut out)?,
+            PluginCommand::Update { id, all, json } => {
+                update_cmd::update(&global, id.as_deref(), all, json, &mut out)?
+            }
+            PluginCommand::Check { target, json } => {
+                check_cmd::check(&global, &target, json, &mut out)?
+            }
+            PluginCommand::New {
+                name,
+                plugin_type,
+                dir,
+                json,
+            } => new_cmd::new_plugin(&name, plugin_type.into(), dir.as_deref(), json, &mut out)?,
         },
         Command::Call(args) => {
             call_cmd::call(&global, &args.id, &args.function, &args.args, &mut out)?

@@ -52,6 +52,7 @@ pub fn color_wanted() -> bool {
 /// errors (a closed pipe) propagate instead of panicking as `println!` would.
 pub struct Out {
     color: bool,
+    quiet: bool,
     w: io::StdoutLock<'static>,
 }
 
@@ -60,8 +61,26 @@ impl Out {
     pub fn stdout() -> Self {
         Out {
             color: color_wanted(),
+            quiet: false,
             w: io::stdout().lock(),
         }
+    }
+
+    /// Drop the human-readable lines ([`Self::line`], [`Self::blank`], [`Self::heading`]):
+    /// `--json` commands print only their JSON document ([`Self::json`]) on stdout.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
+    /// Whether human-readable lines are dropped.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A pretty-printed JSON document, printed even when quiet.
+    pub fn json(&mut self, value: &serde_json::Value) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+        writeln!(self.w, "{text}")
     }
 
     /// `text` in `style` when colour is on, else unchanged.
@@ -75,11 +94,17 @@ impl Out {
 
     /// One line.
     pub fn line(&mut self, text: impl Display) -> io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         writeln!(self.w, "{text}")
     }
 
     /// An empty line.
     pub fn blank(&mut self) -> io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         writeln!(self.w)
     }
 

@@ -6,6 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
 
+use tark_wasmer::abi::{detect_abi, detect_world, AbiKind};
+use tark_wasmer::engine::WasmEngine;
 use tark_wasmer::manifest::{PluginManifest, MANIFEST_FILE};
 use tark_wasmer::registry::{InstallSource, InstalledPlugin, PluginRegistry, RegistryError};
 
@@ -61,33 +63,185 @@ fn looks_local(arg: &Path) -> bool {
         || arg.exists()
 }
 
-/// `plugin add <PATH>`.
-pub fn add(global: &Global, arg: &Path, out: &mut Out) -> anyhow::Result<()> {
+/// What `plugin add` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct AddRequest {
+    /// `<URL|PATH>`, possibly with `#ref`.
+    pub source: String,
+    /// `--branch`.
+    pub branch: Option<String>,
+    /// `--path`.
+    pub path: Option<String>,
+    /// `--yes`: do not ask.
+    pub yes: bool,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Where `plugin add` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AddSource {
+    /// A directory copied as it is (tark: `--path` joined, branch ignored).
+    Local(PathBuf),
+    /// A git repository: `url` to clone, `recorded` as written to `.install.json`.
+    Git {
+        url: String,
+        recorded: String,
+        reference: Option<String>,
+    },
+}
+
+/// Decide between a local directory and a git repository (tark's rule, plus `URL#ref`):
+///
+/// - an existing path, or one starting with `/`, `./`, `../` or `~`, is local; with
+///   `--branch` or `#ref` it is cloned as a git repository instead (git clones local
+///   repositories), recorded by its absolute path;
+/// - anything else is a git URL, recorded as given.
+fn classify(req: &AddRequest) -> anyhow::Result<AddSource> {
+    let whole = Path::new(&req.source);
+    let (base, url_ref) = if whole.exists() {
+        (req.source.as_str(), None)
+    } else {
+        super::git::split_ref(&req.source)
+    };
+    let reference = super::git::resolve_ref(url_ref, req.branch.as_deref())?;
+    if looks_local(Path::new(base)) {
+        let dir = resolve_local_source(Path::new(base))?;
+        return Ok(match reference {
+            None => AddSource::Local(dir),
+            Some(r) => {
+                let text = dir
+                    .to_str()
+                    .ok_or_else(|| RegistryError::NonUtf8Path { path: dir.clone() })?
+                    .to_string();
+                AddSource::Git {
+                    url: text.clone(),
+                    recorded: text,
+                    reference: Some(r),
+                }
+            }
+        });
+    }
+    super::git::check_url(base)?;
+    Ok(AddSource::Git {
+        url: base.to_string(),
+        recorded: base.to_string(),
+        reference,
+    })
+}
+
+/// Ask on the terminal; `true` without asking when stdin is not a terminal (scripts, CI:
+/// tark never asks, so a pipeline that installs plugins keeps working).
+fn confirm(question: &str, context: &[String]) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    let mut err = std::io::stderr().lock();
+    for line in context {
+        writeln!(err, "{line}")?;
+    }
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    drop(err);
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let answer = answer.trim().to_ascii_lowercase();
+    Ok(answer == "y" || answer == "yes")
+}
+
+/// `plugin add <URL|PATH> [--branch REF] [--path SUBDIR] [--yes] [--json]`.
+pub fn add(global: &Global, req: &AddRequest, out: &mut Out) -> anyhow::Result<()> {
+    out.set_quiet(req.json);
     out.heading("=== Installing Plugin ===")?;
     out.blank()?;
-    if !looks_local(arg) {
+    if req.source.starts_with('-') {
         bail!(
-            "Path does not exist: {}\nInstalling from a git URL is not supported yet; pass a local plugin directory.",
-            arg.display()
+            "Refusing source '{}': it starts with '-'\nPass a URL or a path (write ./{} for a directory with that name).",
+            req.source,
+            req.source
         );
     }
-    let src = resolve_local_source(arg)?;
-    out.line(format!("Source: {} (local)", src.display()))?;
-    out.blank()?;
-    if !src.exists() {
-        bail!("Path does not exist: {}", src.display());
+    match classify(req)? {
+        AddSource::Local(base) => {
+            let src = match &req.path {
+                Some(sub) => base.join(super::git::check_subdir(sub)?),
+                None => base,
+            };
+            out.line(format!("Source: {} (local)", src.display()))?;
+            out.blank()?;
+            if !src.exists() {
+                bail!("Path does not exist: {}", src.display());
+            }
+            if !src.is_dir() {
+                bail!(
+                    "Not a directory: {}\nPass the directory that holds {MANIFEST_FILE}.",
+                    src.display()
+                );
+            }
+            let source = InstallSource::local(&src)?;
+            install_checked(global, &src, &src, source, req, out)
+        }
+        AddSource::Git {
+            url,
+            recorded,
+            reference,
+        } => {
+            out.line(format!("Repository: {}", printable(&recorded)))?;
+            out.line(format!(
+                "Branch:     {}",
+                reference
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "(default branch)".into())
+            ))?;
+            if let Some(p) = &req.path {
+                out.line(format!("Path:       {}", printable(p)))?;
+            }
+            out.blank()?;
+            out.line("Cloning repository...")?;
+            out.flush()?;
+            if let Some(p) = &req.path {
+                super::git::check_subdir(p)?;
+            }
+            let checkout = super::git::clone(&url, reference.as_deref())?;
+            let src = checkout.plugin_dir(req.path.as_deref())?;
+            let manifest = read_source_manifest(&src)?;
+            let wasm = manifest.wasm_path(&src)?;
+            if !wasm.is_file() {
+                return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
+            }
+            let (_stage_tmp, stage) = super::git::stage_declared_files(&src, &manifest)?;
+            let source =
+                InstallSource::git(&recorded, checkout.branch.as_deref(), req.path.as_deref());
+            install_checked(global, &src, &stage, source, req, out)
+        }
     }
-    if !src.is_dir() {
-        bail!(
-            "Not a directory: {}\nPass the directory that holds {MANIFEST_FILE}.",
-            src.display()
-        );
-    }
+}
+
+fn read_source_manifest(src: &Path) -> anyhow::Result<PluginManifest> {
     let manifest_path = src.join(MANIFEST_FILE);
     if !manifest_path.is_file() {
-        return Err(RegistryError::NoManifest { dir: src }.into());
+        return Err(RegistryError::NoManifest {
+            dir: src.to_path_buf(),
+        }
+        .into());
     }
-    let manifest = PluginManifest::load(&manifest_path)?;
+    Ok(PluginManifest::load(&manifest_path)?)
+}
+
+/// Show what is about to be installed from `shown` (the source directory as the user
+/// knows it), ask, and install from `copy_from` (the same directory, or the staged
+/// declared files of a clone).
+fn install_checked(
+    global: &Global,
+    shown: &Path,
+    copy_from: &Path,
+    source: InstallSource,
+    req: &AddRequest,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let manifest = read_source_manifest(shown)?;
     let id = manifest.id().to_string();
     out.line(format!(
         "Found plugin: {} v{}",
@@ -96,22 +250,61 @@ pub fn add(global: &Global, arg: &Path, out: &mut Out) -> anyhow::Result<()> {
     ))?;
     out.line(format!("Type: {}", manifest.plugin_type()))?;
     out.line("Capabilities:")?;
-    let caps = manifest.capabilities.summary_lines();
+    let mut caps = manifest.capabilities.summary_lines();
     if caps.is_empty() {
-        out.line("  (none)")?;
+        caps.push("  (none)".to_string());
     }
-    for line in caps {
+    for line in &caps {
         out.line(line)?;
     }
-    let wasm = manifest.wasm_path(&src)?;
+    let wasm = manifest.wasm_path(shown)?;
     if !wasm.is_file() {
         return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
     }
+    let mut registry = scanned_registry(global)?;
+    if registry.contains(&id) {
+        bail!(
+            "{}\nUse `tark-wasmer plugin update {}` to fetch it again, or `tark-wasmer plugin remove {}` first.",
+            RegistryError::AlreadyInstalled { id: printable(&id) },
+            printable(&id),
+            printable(&id)
+        );
+    }
+    out.flush()?;
+    if !req.yes {
+        let mut context = Vec::new();
+        if out.is_quiet() {
+            context.push(format!(
+                "Plugin {} v{} ({}) asks for:",
+                printable(&id),
+                printable(manifest.version()),
+                manifest.plugin_type()
+            ));
+            context.extend(caps.iter().cloned());
+        }
+        if !confirm(&format!("Install plugin '{}'?", printable(&id)), &context)? {
+            bail!("Installation cancelled: nothing was installed (pass --yes to install without asking)");
+        }
+    }
     out.blank()?;
     out.line("Installing...")?;
-    let mut registry = scanned_registry(global)?;
-    let source = InstallSource::local(&src)?;
-    let installed = registry.install_from_dir(&src, source, false)?;
+    let installed = registry.install_from_dir(copy_from, source, false)?;
+    if req.json {
+        let mut m = summary_json(&installed);
+        m.insert(
+            "install".into(),
+            match &installed.install {
+                Some(i) => serde_json::to_value(i)?,
+                None => Value::Null,
+            },
+        );
+        m.insert(
+            "capabilities".into(),
+            serde_json::to_value(&installed.manifest.capabilities)?,
+        );
+        out.json(&Value::Object(m))?;
+        return Ok(());
+    }
     out.blank()?;
     out.line(format!(
         "✅ Successfully installed plugin: {}",
@@ -210,8 +403,13 @@ fn lookup<'r>(registry: &'r PluginRegistry, id: &str) -> anyhow::Result<&'r Inst
 pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
     let registry = scanned_registry(global)?;
     let p = lookup(&registry, id)?;
+    let module = module_facts(global, p);
     if as_json {
-        out.line(serde_json::to_string_pretty(&info_json(p)?)?)?;
+        let mut v = info_json(p)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("module".into(), module.to_json());
+        }
+        out.line(serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let m = &p.manifest;
@@ -310,7 +508,88 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
             printable(&install.url)
         ))?;
     }
+    out.blank()?;
+    out.line(label(out, "Module:"))?;
+    if let Some(size) = module.size {
+        out.line(format!("  {}    {size} bytes", label(out, "Size:")))?;
+    }
+    match (&module.abi, &module.error) {
+        (Some(abi), _) => {
+            out.line(format!("  {}     {abi}", label(out, "ABI:")))?;
+            if *abi == AbiKind::Canonical {
+                out.line(format!(
+                    "  {}   {}",
+                    label(out, "World:"),
+                    module.world.as_deref().unwrap_or("unknown")
+                ))?;
+            }
+        }
+        (None, Some(e)) => {
+            out.line(format!(
+                "  {}     unknown: {}",
+                label(out, "ABI:"),
+                printable(e)
+            ))?;
+            out.line(format!(
+                "  Run `tark-wasmer plugin check {}` for details.",
+                printable(&p.id)
+            ))?;
+        }
+        (None, None) => {}
+    }
     Ok(())
+}
+
+/// What `info` says about the module itself.
+struct ModuleFacts {
+    size: Option<u64>,
+    abi: Option<AbiKind>,
+    world: Option<String>,
+    compiler: String,
+    error: Option<String>,
+}
+
+impl ModuleFacts {
+    fn to_json(&self) -> Value {
+        json!({
+            "size": self.size,
+            "abi": self.abi.map(|a| a.as_str()),
+            "world": self.world,
+            "compiler": self.compiler,
+            "error": self.error,
+        })
+    }
+}
+
+/// Size, ABI and world of an installed plugin's module (compiled with the selected
+/// compiler, through the same engine `call` uses).
+fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
+    let compiler = global.compiler.unwrap_or_default();
+    let mut facts = ModuleFacts {
+        size: None,
+        abi: None,
+        world: None,
+        compiler: compiler.as_str().to_string(),
+        error: None,
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let path = p.checked_wasm_path()?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        facts.size = u64::try_from(bytes.len()).ok();
+        let engine = WasmEngine::shared(compiler)?;
+        let compiled = engine.compile(&p.id, &bytes)?;
+        let abi = detect_abi(&compiled.module);
+        facts.abi = Some(abi);
+        if abi == AbiKind::Canonical {
+            facts.world = detect_world(&compiled.custom_sections, &compiled.module);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        facts.error = Some(format!("{e:#}"));
+    }
+    facts
 }
 
 /// Everything `info` knows as JSON: the list fields, the data directory, the install
@@ -343,12 +622,19 @@ fn info_json(p: &InstalledPlugin) -> anyhow::Result<Value> {
 }
 
 /// `plugin remove <ID>`.
-pub fn remove(global: &Global, id: &str, out: &mut Out) -> anyhow::Result<()> {
+pub fn remove(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
+    out.set_quiet(as_json);
     out.heading("=== Uninstalling Plugin ===")?;
     out.blank()?;
     let mut registry = scanned_registry(global)?;
     lookup(&registry, id)?;
     let removed = registry.remove(id)?;
+    if as_json {
+        let mut m = summary_json(&removed);
+        m.insert("removed".into(), Value::Bool(true));
+        out.json(&Value::Object(m))?;
+        return Ok(());
+    }
     out.line(format!(
         "✅ Successfully uninstalled plugin: {}",
         out.paint(printable(removed.id()), Style::Green)

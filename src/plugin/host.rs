@@ -189,4 +189,41 @@ impl PluginHost {
         }
         failures
     }
+
+    /// Lazy activation: load every enabled plugin whose `[activation] events` match
+    /// `event` (see [`crate::manifest::ActivationConfig::should_activate_for`]: exact
+    /// names, `prefix*` wildcards, `onStartup` matching everything, and no events at all
+    /// matching everything, since tark loads such plugins eagerly) and that is not loaded
+    /// yet. Failures are logged and skipped, as in [`Self::load_all`], and returned.
+    pub fn load_for_event(&mut self, event: &str) -> Vec<(String, Error)> {
+        let plugins: Vec<InstalledPlugin> = self
+            .registry
+            .enabled()
+            .filter(|p| p.should_activate_for(event) && !self.plugins.contains_key(&p.id))
+            .cloned()
+            .collect();
+        let mut failures = Vec::new();
+        for p in plugins {
+            log::debug!("Activating plugin {} for {event}", p.id);
+            if let Err(e) = self.load(&p) {
+                log::warn!("Failed to load plugin {} for {event}: {e}", p.id);
+                failures.push((p.id.clone(), e));
+            }
+        }
+        failures
+    }
+
+    /// [`Self::load_for_event`], answering which loaded plugins are active for `event`
+    /// (sorted ids: those just loaded and those loaded before that match it).
+    pub fn activate(&mut self, event: &str) -> Vec<String> {
+        self.load_for_event(event);
+        let mut ids: Vec<String> = self
+            .plugins
+            .values()
+            .filter(|p| p.installed().should_activate_for(event))
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
 }
