@@ -77,6 +77,7 @@ impl Env {
             cmd.env_remove(var);
         }
         cmd.env("TMPDIR", self.tmp())
+            .env("TARK_WASMER_CACHE_DIR", self.root().join("cache"))
             .arg("--plugins-dir")
             .arg(self.plugins());
         cmd
@@ -603,6 +604,7 @@ fn on_terminal(env: &Env, args: &[&str], input: &str) -> Run {
     let mut cmd = Command::new("script");
     cmd.args(["-qec", &line.join(" "), "/dev/null"])
         .env("TMPDIR", env.tmp())
+        .env("TARK_WASMER_CACHE_DIR", env.root().join("cache"))
         .env("NO_COLOR", "1")
         .env_remove("TARK_PLUGINS_DIR");
     use std::io::Write;
