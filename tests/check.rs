@@ -479,8 +479,30 @@ fn installed_plugins_are_checked_by_id_and_info_shows_abi_and_world() {
     assert!(r.stdout.contains("\nModule:\n"), "{}", r.stdout);
     assert!(r.stdout.contains("  ABI:     canonical\n"), "{}", r.stdout);
     assert!(r.stdout.contains("  World:   tool-world\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("  Cache:   not cached for singlepass\n"),
+        "{}",
+        r.stdout
+    );
+    // A call compiles through the artifact cache; info then finds the entry.
+    let r = tw(&plugins, &["call", "tool-kit", "get-tools"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     let r = tw(&plugins, &["plugin", "info", "tool-kit", "--json"]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["module"]["cache"], "cached", "{v:#}");
+    let entry = PathBuf::from(v["module"]["cache_entry"].as_str().unwrap());
+    assert!(
+        entry.starts_with(plugins.with_extension("cache")),
+        "{}",
+        entry.display()
+    );
+    assert!(entry.is_file());
+    let r = tw(
+        &plugins,
+        &["--no-cache", "plugin", "info", "tool-kit", "--json"],
+    );
+    let off: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(off["module"]["cache"], "disabled");
     assert_eq!(v["module"]["abi"], "canonical");
     assert_eq!(v["module"]["world"], "tool-world");
     assert_eq!(

@@ -537,6 +537,19 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
         }
         (None, None) => {}
     }
+    if let Some(state) = module.cache {
+        let entry = module
+            .cache_entry
+            .as_ref()
+            .filter(|_| state == "cached")
+            .map(|p| format!(" ({})", printable(&p.to_string_lossy())))
+            .unwrap_or_default();
+        out.line(format!(
+            "  {}   {state} for {}{entry}",
+            label(out, "Cache:"),
+            module.compiler
+        ))?;
+    }
     Ok(())
 }
 
@@ -546,6 +559,10 @@ struct ModuleFacts {
     abi: Option<AbiKind>,
     world: Option<String>,
     compiler: String,
+    /// `cached`, `not cached` or `disabled` (the on-disk artifact for this compiler).
+    cache: Option<&'static str>,
+    /// The artifact's file, when the cache is enabled.
+    cache_entry: Option<PathBuf>,
     error: Option<String>,
 }
 
@@ -556,6 +573,8 @@ impl ModuleFacts {
             "abi": self.abi.map(|a| a.as_str()),
             "world": self.world,
             "compiler": self.compiler,
+            "cache": self.cache,
+            "cache_entry": self.cache_entry.as_ref().map(|p| p.to_string_lossy().into_owned()),
             "error": self.error,
         })
     }
@@ -570,6 +589,8 @@ fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
         abi: None,
         world: None,
         compiler: compiler.as_str().to_string(),
+        cache: None,
+        cache_entry: None,
         error: None,
     };
     let result = (|| -> anyhow::Result<()> {
@@ -579,6 +600,19 @@ fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
         facts.size = u64::try_from(bytes.len()).ok();
         let engine = WasmEngine::shared(compiler)?;
         let compiled = engine.compile(&p.id, &bytes)?;
+        match global.cache.open() {
+            Ok(Some(cache)) => {
+                let entry = cache.entry_path(&engine.cache_key(&compiled.hash));
+                facts.cache = Some(if entry.is_file() {
+                    "cached"
+                } else {
+                    "not cached"
+                });
+                facts.cache_entry = Some(entry);
+            }
+            Ok(None) => facts.cache = Some("disabled"),
+            Err(e) => log::warn!("artifact cache: {e}"),
+        }
         let abi = detect_abi(&compiled.module);
         facts.abi = Some(abi);
         if abi == AbiKind::Canonical {
