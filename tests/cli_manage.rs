@@ -87,7 +87,11 @@ impl Env {
     /// `tark-wasmer --plugins-dir <plugins> <args>`.
     fn tw(&self, args: &[&str]) -> Run {
         let mut cmd = bin();
-        cmd.arg("--plugins-dir").arg(self.plugins()).args(args);
+        // Compiled artifacts stay in the test's directory, never in the user's cache.
+        cmd.env("TARK_WASMER_CACHE_DIR", self.root().join("artifact-cache"))
+            .arg("--plugins-dir")
+            .arg(self.plugins())
+            .args(args);
         run(cmd)
     }
 
@@ -543,6 +547,7 @@ fn info_text_and_json() {
             "Module:".into(),
             format!("  Size:    {} bytes", wasm(EMPTY_WASM_WAT).len()),
             "  ABI:     legacy".into(),
+            "  Cache:   not cached for singlepass".into(),
         ]
     );
 
