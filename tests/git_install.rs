@@ -654,6 +654,23 @@ fn a_terminal_is_asked_to_confirm_the_capabilities() {
     assert!(env.plugins().join("demo/plugin.toml").exists());
     env.tw(&["plugin", "remove", "demo"]).ok();
 
+    // A clone on a terminal shows git's own progress.
+    let r = on_terminal(
+        &env,
+        &[
+            "plugin",
+            "add",
+            &file_url(&repo),
+            "-p",
+            "plugins/demo",
+            "--yes",
+        ],
+        "",
+    );
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Receiving objects"), "{}", r.stdout);
+    env.tw(&["plugin", "remove", "demo"]).ok();
+
     // --yes: no question even on a terminal.
     let r = on_terminal(&env, &["plugin", "add", src.to_str().unwrap(), "-y"], "");
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
