@@ -1,6 +1,7 @@
-//! Compilers and compiled modules: one wasmer engine per compiler per process, shared
-//! by every plugin, and an in-process module cache keyed by the module's hash so a
-//! plugin is compiled once however many instances it gets.
+//! Compilers and compiled modules: one wasmer engine per compiler and code-affecting
+//! settings ([`EngineSettings`]) per process, shared by every plugin, and an in-process
+//! module cache keyed by the module's hash so a plugin is compiled once however many
+//! instances it gets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +13,8 @@ use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module, Store};
 
 use crate::cache::{ArtifactCache, CacheKey, CacheOutcome};
+
+use crate::limits::{self, Limits};
 
 /// The code generator that turns wasm into native code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -105,10 +108,35 @@ pub struct CompiledModule {
     pub custom_sections: Vec<String>,
 }
 
+/// Engine settings that change the generated machine code. Engines (and cached
+/// artifacts) are keyed by them; everything else (budgets, deadlines, memory caps) is
+/// applied per store and call, so one compiled module serves every plugin setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EngineSettings {
+    /// Compile with operator metering (the CPU budget of [`Limits::cpu_budget`]).
+    pub metering: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings::from_limits(&Limits::default())
+    }
+}
+
+impl EngineSettings {
+    /// The code-affecting part of a plugin's limits.
+    pub fn from_limits(limits: &Limits) -> Self {
+        EngineSettings {
+            metering: limits.cpu_metering,
+        }
+    }
+}
+
 /// One engine (compiler + settings) and the modules it has compiled in this process.
 pub struct WasmEngine {
     engine: Engine,
     compiler: Compiler,
+    settings: EngineSettings,
     modules: Mutex<HashMap<[u8; 32], Module>>,
     /// Disk cache used by [`WasmEngine::compile`] (none by default).
     cache: RwLock<Option<Arc<ArtifactCache>>>,
@@ -118,48 +146,87 @@ impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WasmEngine")
             .field("compiler", &self.compiler)
+            .field("settings", &self.settings)
             .finish()
     }
 }
 
 impl WasmEngine {
-    /// Build a new engine for `compiler`. Prefer [`WasmEngine::shared`]: engines are
-    /// costly and modules compiled by one engine are only usable with it.
+    /// Build a new engine for `compiler` with the default settings. Prefer
+    /// [`WasmEngine::shared`]: engines are costly and modules compiled by one engine are
+    /// only usable with it.
     pub fn new(compiler: Compiler) -> Result<Self, EngineError> {
+        Self::with_settings(compiler, EngineSettings::default())
+    }
+
+    /// Build a new engine for `compiler` with explicit code-affecting settings.
+    pub fn with_settings(
+        compiler: Compiler,
+        settings: EngineSettings,
+    ) -> Result<Self, EngineError> {
+        #[allow(unused_imports)]
+        use wasmer::sys::CompilerConfig;
         let engine: Engine = match compiler {
             #[cfg(feature = "singlepass")]
-            Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
+            Compiler::Singlepass => {
+                let mut config = wasmer::sys::Singlepass::default();
+                if settings.metering {
+                    config.push_middleware(limits::metering_middleware());
+                }
+                config.into()
+            }
             #[cfg(feature = "cranelift")]
-            Compiler::Cranelift => wasmer::sys::Cranelift::default().into(),
+            Compiler::Cranelift => {
+                let mut config = wasmer::sys::Cranelift::default();
+                if settings.metering {
+                    config.push_middleware(limits::metering_middleware());
+                }
+                config.into()
+            }
             #[allow(unreachable_patterns)]
             other => return Err(EngineError::CompilerNotBuilt(other)),
         };
         Ok(WasmEngine {
             engine,
             compiler,
+            settings,
             modules: Mutex::new(HashMap::new()),
             cache: RwLock::new(None),
         })
     }
 
-    /// The process-wide engine for `compiler`.
+    /// The process-wide engine for `compiler` with the default settings.
     pub fn shared(compiler: Compiler) -> Result<Arc<WasmEngine>, EngineError> {
-        static SINGLEPASS: OnceLock<Arc<WasmEngine>> = OnceLock::new();
-        static CRANELIFT: OnceLock<Arc<WasmEngine>> = OnceLock::new();
-        let cell = match compiler {
-            Compiler::Singlepass => &SINGLEPASS,
-            Compiler::Cranelift => &CRANELIFT,
-        };
-        if let Some(e) = cell.get() {
+        Self::shared_with(compiler, EngineSettings::default())
+    }
+
+    /// The process-wide engine for `compiler` and `settings` (one per combination).
+    pub fn shared_with(
+        compiler: Compiler,
+        settings: EngineSettings,
+    ) -> Result<Arc<WasmEngine>, EngineError> {
+        type Engines = Mutex<HashMap<(Compiler, EngineSettings), Arc<WasmEngine>>>;
+        static ENGINES: OnceLock<Engines> = OnceLock::new();
+        let mut engines = ENGINES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = engines.get(&(compiler, settings)) {
             return Ok(e.clone());
         }
-        let engine = Arc::new(WasmEngine::new(compiler)?);
-        Ok(cell.get_or_init(|| engine).clone())
+        let engine = Arc::new(WasmEngine::with_settings(compiler, settings)?);
+        engines.insert((compiler, settings), engine.clone());
+        Ok(engine)
     }
 
     /// The compiler this engine uses.
     pub fn compiler(&self) -> Compiler {
         self.compiler
+    }
+
+    /// The code-affecting settings of this engine.
+    pub fn settings(&self) -> EngineSettings {
+        self.settings
     }
 
     /// The underlying wasmer engine.
@@ -192,8 +259,19 @@ impl WasmEngine {
     /// Every engine setting that changes generated code, as text for the disk cache key
     /// (compiler, metering, memory limits/tunables, ...). Two engines with equal
     /// fingerprints must produce interchangeable artifacts.
+    ///
+    /// Today: the compiler and the metering scheme, e.g.
+    /// `singlepass;metering=ops1:200000000000` or `cranelift;metering=off`. The memory
+    /// limit is not part of it: it lives in per-store tunables whose memory style (the
+    /// only code-affecting part) is wasmer's default. CPU budgets and deadlines are set
+    /// per call and affect no code.
     pub fn settings_fingerprint(&self) -> String {
-        self.compiler.as_str().to_string()
+        let metering = if self.settings.metering {
+            limits::metering_fingerprint()
+        } else {
+            "off".to_string()
+        };
+        format!("{};metering={metering}", self.compiler.as_str())
     }
 
     /// The disk cache key of the module with SHA-256 `module_hash` on this engine.

@@ -250,6 +250,36 @@ pub enum CallError {
         /// The ABI.
         abi: AbiKind,
     },
+    /// The call used up its CPU budget ([`Limits::cpu_budget`](crate::limits::Limits::cpu_budget)).
+    #[error("plugin {plugin} exceeded its CPU budget in {function}")]
+    CpuBudget {
+        /// Plugin id.
+        plugin: String,
+        /// The export.
+        function: String,
+    },
+    /// The call ran past its wall-clock limit ([`Limits::call_time_limit`](crate::limits::Limits::call_time_limit)).
+    #[error("plugin {plugin} exceeded its time limit of {} s in {function}", crate::limits::format_secs(*limit))]
+    TimeLimit {
+        /// Plugin id.
+        plugin: String,
+        /// The export.
+        function: String,
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// The call failed with linear memory at its maximum ([`Limits::memory_max`](crate::limits::Limits::memory_max)).
+    #[error("plugin {plugin} reached its memory limit of {} MiB in {function}: {message}", max_bytes / (1024 * 1024))]
+    MemoryLimit {
+        /// Plugin id.
+        plugin: String,
+        /// The export.
+        function: String,
+        /// The memory's maximum in bytes.
+        max_bytes: u64,
+        /// How the call failed (the trap or allocation failure).
+        message: String,
+    },
 }
 
 impl CallError {
@@ -262,6 +292,9 @@ impl CallError {
                 | CallError::AllocFailed { .. }
                 | CallError::Memory { .. }
                 | CallError::Abi { .. }
+                | CallError::CpuBudget { .. }
+                | CallError::TimeLimit { .. }
+                | CallError::MemoryLimit { .. }
         )
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::{ArtifactCache, CacheConfig, CacheOutcome};
-use crate::engine::{Compiler, EngineError, WasmEngine};
+use crate::engine::{Compiler, EngineError, EngineSettings, WasmEngine};
 use crate::error::{Error, Result};
 use crate::host::{HostConfig, HostServices, PluginContext};
 use crate::limits::Limits;
@@ -20,9 +20,13 @@ pub struct HostOptions {
     pub plugins_dir: Option<PathBuf>,
     /// Compiler (default: `TARK_WASMER_COMPILER`, then [`Compiler::default`]).
     pub compiler: Option<Compiler>,
-    /// Host services settings (limits, policy, extra CA certificates).
+    /// Host services settings (limits, policy, extra CA certificates). Its `limits`
+    /// apply to every plugin without an override, including the guest-side ones: CPU
+    /// budget per call, wall-clock limit per call and memory cap (see [`Limits`]).
     pub config: HostConfig,
-    /// Per-plugin limit overrides, by plugin id.
+    /// Per-plugin limit overrides, by plugin id (the whole [`Limits`] replaces the
+    /// host's). A plugin whose `cpu_metering` differs from the host's is compiled by the
+    /// engine for that setting.
     pub plugin_limits: HashMap<String, Limits>,
     /// On-disk cache of compiled artifacts (default: on, in `TARK_WASMER_CACHE_DIR` or
     /// `<user cache dir>/tark-wasmer/artifacts`, 512 MiB).
@@ -60,7 +64,10 @@ impl PluginHost {
             Some(c) => c,
             None => compiler_from_env()?.unwrap_or_default(),
         };
-        let engine = WasmEngine::shared(compiler)?;
+        let engine = WasmEngine::shared_with(
+            compiler,
+            EngineSettings::from_limits(&options.config.limits),
+        )?;
         let plugins_dir = resolve_plugins_dir(options.plugins_dir);
         let mut registry = PluginRegistry::new(plugins_dir);
         registry.scan()?;
@@ -116,15 +123,15 @@ impl PluginHost {
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
-        let (compiled, outcome) =
-            self.engine
-                .compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
-        self.outcomes.insert(plugin.id.clone(), outcome);
         let limits = self
             .plugin_limits
             .get(&plugin.id)
             .cloned()
             .unwrap_or_else(|| self.services.config.limits.clone());
+        let engine = self.engine_for(&limits)?;
+        let (compiled, outcome) =
+            engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
+        self.outcomes.insert(plugin.id.clone(), outcome);
         let ctx = PluginContext::new(
             self.services.clone(),
             &plugin.id,
@@ -132,9 +139,19 @@ impl PluginHost {
             data_dir,
             limits,
         )?;
-        let instance = PluginInstance::new(plugin.clone(), self.engine.clone(), compiled, ctx)?;
+        let instance = PluginInstance::new(plugin.clone(), engine, compiled, ctx)?;
         self.plugins.insert(plugin.id.clone(), instance);
         Ok(())
+    }
+
+    /// The engine for a plugin with `limits`: the host's, or the shared engine of the
+    /// same compiler with the plugin's code-affecting settings.
+    fn engine_for(&self, limits: &Limits) -> Result<Arc<WasmEngine>> {
+        let settings = EngineSettings::from_limits(limits);
+        if settings == self.engine.settings() {
+            return Ok(self.engine.clone());
+        }
+        Ok(WasmEngine::shared_with(self.engine.compiler(), settings)?)
     }
 
     /// The on-disk artifact cache in use (`None` when disabled).

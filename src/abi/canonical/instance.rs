@@ -10,10 +10,13 @@ use super::contract::{Contract, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
 use super::types::Val;
-use crate::abi::legacy::instance::InstantiateError;
+use crate::abi::legacy::instance::{
+    check_initial_memory, instantiate_limited, run_initialize, InstantiateError,
+};
 use crate::abi::wasi::{self, WasiState};
 use crate::abi::{check_imports, signature_string, CallError};
 use crate::host::{next_owner_id, OwnerId, PluginContext};
+use crate::limits::{self, InstanceLimits};
 
 /// Export name of an interface function.
 pub fn export_name(iface: &str, func: &str) -> String {
@@ -28,6 +31,7 @@ pub struct CanonicalInstance {
     realloc: Option<Realloc>,
     ctx: Arc<PluginContext>,
     owner: OwnerId,
+    limits: InstanceLimits,
     _env: FunctionEnv<CanonicalEnv>,
     _wasi: Option<WasiState>,
 }
@@ -46,6 +50,8 @@ impl CanonicalInstance {
         ctx: Arc<PluginContext>,
     ) -> Result<Self, InstantiateError> {
         check_imports(module, &provided_signature)?;
+        check_initial_memory(module, &ctx.plugin_id, &ctx.limits)?;
+        limits::apply_memory_limit(&mut store, &ctx.limits);
         let owner = next_owner_id();
         let env = FunctionEnv::new(
             &mut store,
@@ -64,8 +70,8 @@ impl CanonicalInstance {
             wasi_state = Some(state);
         }
         let _rt = wasi::tokio_runtime()?.enter();
-        let instance = Instance::new(&mut store, module, &imports)
-            .map_err(|e| InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)))?;
+        let instance = instantiate_limited(&mut store, module, &imports, &ctx)?;
+        let limits = InstanceLimits::new(&store, &instance, &ctx.limits);
         let memory = instance
             .exports
             .get_memory("memory")
@@ -83,18 +89,7 @@ impl CanonicalInstance {
         if let Some(state) = wasi_state.as_mut() {
             state.initialize(&mut store, &instance)?;
         }
-        if let Ok(init) = instance
-            .exports
-            .get_typed_function::<(), ()>(&store, "_initialize")
-        {
-            init.call(&mut store).map_err(|e| {
-                InstantiateError::Instantiate(format!(
-                    "{}: _initialize trapped: {}",
-                    ctx.plugin_id,
-                    e.message()
-                ))
-            })?;
-        }
+        run_initialize(&mut store, &instance, &memory, &limits, &ctx.plugin_id)?;
         Ok(CanonicalInstance {
             store,
             instance,
@@ -102,6 +97,7 @@ impl CanonicalInstance {
             realloc,
             ctx,
             owner,
+            limits,
             _env: env,
             _wasi: wasi_state,
         })
@@ -110,6 +106,11 @@ impl CanonicalInstance {
     /// Current linear memory size in 64 KiB pages.
     pub fn memory_pages(&self) -> u32 {
         self.memory.view(&self.store).size().0
+    }
+
+    /// Metering points left of the last call's CPU budget (None when not metered).
+    pub fn remaining_points(&mut self) -> Option<u64> {
+        self.limits.remaining_points(&mut self.store)
     }
 
     /// Does the module export this interface function (with the contract's signature)?
@@ -128,6 +129,8 @@ impl CanonicalInstance {
     }
 
     /// Call `iface#func` with `args`; its result (None for functions without one).
+    /// One CPU budget and one deadline cover the whole call (argument allocation,
+    /// export, post-return); a breach becomes its clear error.
     pub fn call(
         &mut self,
         iface: &str,
@@ -135,6 +138,37 @@ impl CanonicalInstance {
         args: &[Val],
     ) -> Result<Option<Val>, CallError> {
         let name = export_name(iface, func);
+        let guard = self.limits.begin(&mut self.store);
+        let result = self.call_inner(&name, iface, func, args);
+        result.map_err(|e| {
+            let e = self.limits.check(
+                &mut self.store,
+                &guard,
+                Some(&self.memory),
+                &self.ctx.plugin_id,
+                &name,
+                e,
+            );
+            if matches!(
+                e,
+                CallError::CpuBudget { .. }
+                    | CallError::TimeLimit { .. }
+                    | CallError::MemoryLimit { .. }
+            ) {
+                log::warn!("[plugin:{}] {e}", self.ctx.plugin_id);
+            }
+            e
+        })
+    }
+
+    fn call_inner(
+        &mut self,
+        name: &str,
+        iface: &str,
+        func: &str,
+        args: &[Val],
+    ) -> Result<Option<Val>, CallError> {
+        let name = name.to_string();
         let sig = Contract::get()
             .func(iface, func)
             .ok_or_else(|| CallError::MissingExport(name.clone()))?

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use wasmer::{
-    Function, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, Type, TypedFunction,
-    Value,
+    ExternType, Function, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, Type,
+    TypedFunction, Value,
 };
 
 use super::imports::{legacy_imports, provided_signature, LegacyEnv};
@@ -15,6 +15,7 @@ use crate::abi::memory::{self, check_range};
 use crate::abi::wasi::{self, WasiState};
 use crate::abi::{check_imports, CallError, LinkError};
 use crate::host::{next_owner_id, OwnerId, PluginContext};
+use crate::limits::{self, DeadlineGuard, InstanceLimits, Limits};
 
 /// Output buffers the host allocates for R / PR calls when the guest allows it.
 pub const PREFERRED_OUT_BUF: usize = 256 * 1024;
@@ -43,6 +44,96 @@ pub enum InstantiateError {
     /// The module does not export `memory`.
     #[error("Plugin has no memory export")]
     NoMemory,
+    /// The module's initial linear memory is above the plugin's memory limit.
+    #[error("plugin {plugin} declares an initial linear memory of {pages} pages ({} MiB), above its memory limit of {} MiB", u64::from(*pages) / 16, u64::from(*limit_pages) / 16)]
+    MemoryTooLarge {
+        /// Plugin id.
+        plugin: String,
+        /// Declared initial size in 64 KiB pages.
+        pages: u32,
+        /// The limit in pages.
+        limit_pages: u32,
+    },
+    /// The start function or `_initialize` broke a CPU or time limit.
+    #[error("Failed to instantiate plugin: {0}")]
+    Limit(CallError),
+}
+
+/// Refuse, with a clear error, a module whose exported memory starts above the limit
+/// (memories it does not export are still capped by the store's tunables).
+pub(crate) fn check_initial_memory(
+    module: &Module,
+    plugin: &str,
+    limits: &Limits,
+) -> Result<(), InstantiateError> {
+    let limit_pages = limits.memory_max_pages();
+    for export in module.exports() {
+        if let ExternType::Memory(ty) = export.ty() {
+            if ty.minimum.0 > limit_pages {
+                return Err(InstantiateError::MemoryTooLarge {
+                    plugin: plugin.to_string(),
+                    pages: ty.minimum.0,
+                    limit_pages,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Instantiate under the plugin's wall-clock limit (the start function runs inside
+/// `Instance::new`; its CPU budget is the compiled-in [`limits::INITIAL_POINTS`]). A
+/// deadline breach becomes [`InstantiateError::Limit`].
+pub(crate) fn instantiate_limited(
+    store: &mut Store,
+    module: &Module,
+    imports: &wasmer::Imports,
+    ctx: &PluginContext,
+) -> Result<Instance, InstantiateError> {
+    let pre = InstanceLimits::for_store(store, &ctx.limits);
+    let guard = pre.begin(store);
+    Instance::new(store, module, imports).map_err(|e| {
+        if guard.fired() {
+            if let Some(limit) = ctx.limits.call_time_limit {
+                return InstantiateError::Limit(CallError::TimeLimit {
+                    plugin: ctx.plugin_id.clone(),
+                    function: "start".into(),
+                    limit,
+                });
+            }
+        }
+        InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id))
+    })
+}
+
+/// Run the module's `_initialize` (reactor modules) under the plugin's limits.
+pub(crate) fn run_initialize(
+    store: &mut Store,
+    instance: &Instance,
+    memory: &Memory,
+    limits: &InstanceLimits,
+    plugin: &str,
+) -> Result<(), InstantiateError> {
+    let Ok(init) = instance
+        .exports
+        .get_typed_function::<(), ()>(&*store, "_initialize")
+    else {
+        return Ok(());
+    };
+    let guard = limits.begin(store);
+    let r = init.call(store);
+    r.map_err(|e| {
+        let err = CallError::Trap {
+            function: "_initialize".into(),
+            message: trap_message(&e),
+        };
+        match limits.check(store, &guard, Some(memory), plugin, "_initialize", err) {
+            CallError::Trap { message, .. } => {
+                InstantiateError::Instantiate(format!("{plugin}: _initialize trapped: {message}"))
+            }
+            other => InstantiateError::Limit(other),
+        }
+    })
 }
 
 /// A live instance of a legacy plugin.
@@ -54,6 +145,7 @@ pub struct LegacyInstance {
     dealloc: Option<TypedFunction<(i32, i32), ()>>,
     ctx: Arc<PluginContext>,
     owner: OwnerId,
+    limits: InstanceLimits,
     _env: FunctionEnv<LegacyEnv>,
     _wasi: Option<WasiState>,
 }
@@ -65,7 +157,7 @@ impl Drop for LegacyInstance {
     }
 }
 
-fn trap_message(e: &RuntimeError) -> String {
+pub(crate) fn trap_message(e: &RuntimeError) -> String {
     let msg = e.message();
     if msg.is_empty() {
         e.to_string()
@@ -83,6 +175,8 @@ impl LegacyInstance {
         ctx: Arc<PluginContext>,
     ) -> Result<Self, InstantiateError> {
         check_imports(module, &provided_signature)?;
+        check_initial_memory(module, &ctx.plugin_id, &ctx.limits)?;
+        limits::apply_memory_limit(&mut store, &ctx.limits);
         let owner = next_owner_id();
         let env = FunctionEnv::new(
             &mut store,
@@ -100,8 +194,8 @@ impl LegacyInstance {
             wasi_state = Some(state);
         }
         let _rt = wasi::tokio_runtime()?.enter();
-        let instance = Instance::new(&mut store, module, &imports)
-            .map_err(|e| InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)))?;
+        let instance = instantiate_limited(&mut store, module, &imports, &ctx)?;
+        let limits = InstanceLimits::new(&store, &instance, &ctx.limits);
         let memory = instance
             .exports
             .get_memory("memory")
@@ -126,18 +220,7 @@ impl LegacyInstance {
             );
         }
         // Reactor modules expect `_initialize` once; tark's plugins export none.
-        if let Ok(init) = instance
-            .exports
-            .get_typed_function::<(), ()>(&store, "_initialize")
-        {
-            init.call(&mut store).map_err(|e| {
-                InstantiateError::Instantiate(format!(
-                    "{}: _initialize trapped: {}",
-                    ctx.plugin_id,
-                    trap_message(&e)
-                ))
-            })?;
-        }
+        run_initialize(&mut store, &instance, &memory, &limits, &ctx.plugin_id)?;
         Ok(LegacyInstance {
             store,
             instance,
@@ -146,6 +229,7 @@ impl LegacyInstance {
             dealloc,
             ctx,
             owner,
+            limits,
             _env: env,
             _wasi: wasi_state,
         })
@@ -159,6 +243,11 @@ impl LegacyInstance {
     /// Current linear memory size in 64 KiB pages.
     pub fn memory_pages(&self) -> u32 {
         self.memory.view(&self.store).size().0
+    }
+
+    /// Metering points left of the last call's CPU budget (None when not metered).
+    pub fn remaining_points(&mut self) -> Option<u64> {
+        self.limits.remaining_points(&mut self.store)
     }
 
     /// Does the module export `name` with exactly this core type?
@@ -235,19 +324,37 @@ impl LegacyInstance {
         let _rt = wasi::tokio_runtime()
             .map_err(|e| CallError::Missing(e.to_string()))?
             .enter();
+        // One budget and one deadline for the whole call, `alloc`/`dealloc` included.
+        let guard = self.limits.begin(&mut self.store);
         let mut allocations: Vec<(u32, usize)> = Vec::new();
         let result = self.call_inner(name, &func, inputs, output, &mut allocations);
-        match result {
-            Ok(outcome) => {
-                self.free(&allocations)?;
-                Ok(outcome)
-            }
+        let result = match result {
+            Ok(outcome) => self.free(&allocations).map(|()| outcome),
             Err(e) if e.poisons_instance() => Err(e),
-            Err(e) => {
-                self.free(&allocations)?;
-                Err(e)
-            }
+            Err(e) => self.free(&allocations).and(Err(e)),
+        };
+        result.map_err(|e| self.limit_error(name, &guard, e))
+    }
+
+    /// Turn a failure caused by a CPU, time or memory limit into its clear error.
+    fn limit_error(&mut self, name: &str, guard: &DeadlineGuard, e: CallError) -> CallError {
+        let e = self.limits.check(
+            &mut self.store,
+            guard,
+            Some(&self.memory),
+            &self.ctx.plugin_id,
+            name,
+            e,
+        );
+        if matches!(
+            e,
+            CallError::CpuBudget { .. }
+                | CallError::TimeLimit { .. }
+                | CallError::MemoryLimit { .. }
+        ) {
+            log::warn!("[plugin:{}] {e}", self.ctx.plugin_id);
         }
+        e
     }
 
     fn typed_export(
