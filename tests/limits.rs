@@ -524,7 +524,11 @@ fn start_functions_and_initialize_are_limited_too() {
             Limits::default(),
             &[("starter", starter), ("reactor", no_wall_clock(10_000_000))],
         );
-        match host.get_mut("starter").expect("loaded").legacy_code("ok", None) {
+        match host
+            .get_mut("starter")
+            .expect("loaded")
+            .legacy_code("ok", None)
+        {
             Err(Error::Instantiate {
                 source: InstantiateError::Limit(e),
                 ..
@@ -535,7 +539,11 @@ fn start_functions_and_initialize_are_limited_too() {
             ),
             other => panic!("{compiler}: expected a time limit, got {other:?}"),
         }
-        match host.get_mut("reactor").expect("loaded").legacy_code("ok", None) {
+        match host
+            .get_mut("reactor")
+            .expect("loaded")
+            .legacy_code("ok", None)
+        {
             Err(Error::Instantiate {
                 source: InstantiateError::Limit(e),
                 ..
