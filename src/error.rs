@@ -31,7 +31,7 @@ pub enum Error {
         source: InstantiateError,
     },
     /// A call into the plugin failed.
-    #[error("plugin {plugin}: {source}")]
+    #[error("{}", call_message(plugin, source))]
     Call {
         /// Plugin id.
         plugin: String,
@@ -71,6 +71,17 @@ pub enum Error {
     /// The caller passed an argument of the wrong shape.
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+/// `plugin <id>: <cause>`, unless the cause already names the plugin (the limit errors'
+/// fixed wording: "plugin <id> exceeded its CPU budget in <function>").
+fn call_message(plugin: &str, source: &CallError) -> String {
+    match source {
+        CallError::CpuBudget { .. } | CallError::TimeLimit { .. } | CallError::MemoryLimit { .. } => {
+            source.to_string()
+        }
+        other => format!("plugin {plugin}: {other}"),
+    }
 }
 
 /// Library result type.
