@@ -727,3 +727,64 @@ fn the_legacy_provider_loop_model_ends_with_the_cpu_budget_error() {
         assert_eq!(p.instances_created(), 2);
     }
 }
+
+/// The CLI's limit flags reach the host: a looping plugin call ends with the budget or
+/// time-limit error on stderr and exit status 1.
+#[test]
+fn cli_limit_flags_stop_a_looping_call() {
+    common::fixtures::ensure_plugins_built();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_tark-wasmer");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .arg("--plugins-dir")
+            .arg(tmp.path().join("plugins"))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .args(args)
+            .output()
+            .expect("run tark-wasmer")
+    };
+    let src = common::fixtures::example_plugin_dir("legacy-provider");
+    let add = run(&["plugin", "add", src.to_str().expect("utf-8 path")]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let msgs = r#"[{"role":"user","content":"x"}]"#;
+    let out = run(&[
+        "--cpu-budget",
+        "5000000",
+        "call",
+        "legacy-provider",
+        "chat",
+        msgs,
+        "loop",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin legacy-provider exceeded its CPU budget in provider_chat"),
+        "{err}"
+    );
+    let out = run(&[
+        "--no-metering",
+        "--time-limit",
+        "0.5",
+        "call",
+        "legacy-provider",
+        "chat",
+        msgs,
+        "loop",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin legacy-provider exceeded its time limit of 0.5 s in provider_chat"),
+        "{err}"
+    );
+    let out = run(&["--time-limit=-1", "call", "legacy-provider", "info"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--time-limit must be"));
+}

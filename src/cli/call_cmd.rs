@@ -61,7 +61,10 @@ pub fn call(
     let options = HostOptions {
         plugins_dir: Some(global.plugins_dir.clone()),
         compiler: global.compiler,
-        config: host_config()?,
+        config: HostConfig {
+            limits: global.limits.clone(),
+            ..host_config()?
+        },
         cache: global.cache.clone(),
         ..HostOptions::default()
     };

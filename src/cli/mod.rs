@@ -196,6 +196,23 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     cache_max_size: Option<u64>,
 
+    /// CPU budget of one plugin call in metering points (about one per wasm operator)
+    /// [default: 200000000000, about 30 s]
+    #[arg(long, global = true, value_name = "POINTS")]
+    cpu_budget: Option<u64>,
+
+    /// Wall-clock limit of one plugin call in seconds, 0 for none [default: 120]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    time_limit: Option<f64>,
+
+    /// Largest linear memory of a plugin instance, e.g. 256M [default: 256M]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
+    memory_max: Option<u64>,
+
+    /// Compile plugins without CPU metering (faster code; only the wall-clock limit remains)
+    #[arg(long, global = true)]
+    no_metering: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -400,6 +417,8 @@ pub struct Global {
     /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size` (the library
     /// resolves what is not given from the environment).
     pub cache: CacheConfig,
+    /// Limits from `--cpu-budget`, `--time-limit`, `--memory-max`, `--no-metering`.
+    pub limits: tark_wasmer::Limits,
 }
 
 /// Entry point of the binary.
@@ -448,7 +467,26 @@ fn compiler_choice(flag: Option<CompilerArg>) -> anyhow::Result<Option<Compiler>
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = resolve_plugins_dir(cli.plugins_dir);
     let plugins_dir = std::path::absolute(&dir).unwrap_or(dir);
+    let mut limits = tark_wasmer::Limits::default();
+    if let Some(b) = cli.cpu_budget {
+        limits.cpu_budget = b;
+    }
+    if let Some(t) = cli.time_limit {
+        if !t.is_finite() || t < 0.0 {
+            anyhow::bail!(
+                "--time-limit must be a number of seconds >= 0 (0 for no limit), got {t}"
+            );
+        }
+        limits.call_time_limit = (t > 0.0).then(|| std::time::Duration::from_secs_f64(t));
+    }
+    if let Some(m) = cli.memory_max {
+        limits.memory_max = m;
+    }
+    if cli.no_metering {
+        limits.cpu_metering = false;
+    }
     let global = Global {
+        limits,
         plugins_dir,
         compiler: compiler_choice(cli.compiler)?,
         cache: CacheConfig {
