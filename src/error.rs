@@ -77,9 +77,9 @@ pub enum Error {
 /// fixed wording: "plugin <id> exceeded its CPU budget in <function>").
 fn call_message(plugin: &str, source: &CallError) -> String {
     match source {
-        CallError::CpuBudget { .. } | CallError::TimeLimit { .. } | CallError::MemoryLimit { .. } => {
-            source.to_string()
-        }
+        CallError::CpuBudget { .. }
+        | CallError::TimeLimit { .. }
+        | CallError::MemoryLimit { .. } => source.to_string(),
         other => format!("plugin {plugin}: {other}"),
     }
 }

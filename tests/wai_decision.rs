@@ -26,10 +26,16 @@ fn wit_bindgen_modules_use_canonical_abi_names_not_wai_names() {
     let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
     // What wit-bindgen 0.36 emits (and this host's canonical bridge uses)...
     assert!(exports.iter().any(|e| e == "cabi_realloc"));
-    assert!(exports.iter().any(|e| e == "tark:plugin/auth-plugin#display-name"));
-    assert!(exports.iter().any(|e| e.starts_with("cabi_post_tark:plugin/")));
+    assert!(exports
+        .iter()
+        .any(|e| e == "tark:plugin/auth-plugin#display-name"));
+    assert!(exports
+        .iter()
+        .any(|e| e.starts_with("cabi_post_tark:plugin/")));
     // ...and what WAI-generated glue expects of a guest (wai-bindgen-rust's runtime).
-    assert!(!exports.iter().any(|e| e == "canonical_abi_realloc" || e == "canonical_abi_free"));
+    assert!(!exports
+        .iter()
+        .any(|e| e == "canonical_abi_realloc" || e == "canonical_abi_free"));
     let imports: Vec<String> = module.imports().map(|i| i.module().to_string()).collect();
     assert!(imports.iter().any(|m| m == "tark:plugin/storage"));
 }
