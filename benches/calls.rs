@@ -1,0 +1,484 @@
+//! Crossing the boundary: latency of trivial and string-returning export calls (both
+//! ABIs), the per-call cost of guest-to-host imports (`storage.get` hits, `log.debug`
+//! below the log level, each in a guest loop of 1000), and marshalling throughput of
+//! strings and lists from 1 KiB to 1 MiB in both directions (conformance plugin:
+//! `echo-*` host -> guest -> host, `relay-*` through a host import as well).
+//!
+//! Ours go through the public host API with default settings (`PluginHost`,
+//! `PluginInstance::call_canonical` / `legacy_code`); the `*-floor` entries call the same
+//! exports through bare wasmer `TypedFunction`s (the engine's own cost, without our
+//! host); the wasmtime peers use the minimal harness in `common/wasmtime_harness.rs`.
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use tark_wasmer::abi::canonical::types::Val;
+use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
+use tark_wasmer::{PluginHost, PluginInstance};
+use wasmer::{imports, Function, Instance, Module, Store, TypedFunction};
+
+use common::{compilers, default_metering, label, BenchEnv, BENCH_KEY, BENCH_VALUE, LOOP};
+
+/// One host per compiler with the bench plugins loaded (default settings).
+struct Hosts {
+    _env: BenchEnv,
+    hosts: Vec<(Compiler, PluginHost)>,
+}
+
+impl Hosts {
+    fn new() -> Self {
+        let env = BenchEnv::new()
+            .with_examples(&["bench-hook", "conformance"])
+            .with_legacy_bench();
+        let hosts = compilers()
+            .into_iter()
+            .map(|c| {
+                let mut h = env.host(c);
+                for id in ["bench-hook", "bench-legacy"] {
+                    let p = h.get_mut(id).expect("loaded");
+                    p.context()
+                        .storage_set(BENCH_KEY, BENCH_VALUE)
+                        .expect("storage.set");
+                }
+                (c, h)
+            })
+            .collect();
+        Hosts { _env: env, hosts }
+    }
+}
+
+fn plugin<'a>(host: &'a mut PluginHost, id: &str) -> &'a mut PluginInstance {
+    host.get_mut(id).expect("loaded")
+}
+
+/// The `on-event` argument that selects a bench workload.
+fn event(workload: &str, payload: &str) -> Val {
+    Val::Record(vec![
+        Val::Enum(0),
+        Val::String(workload.to_string()),
+        Val::String(payload.to_string()),
+    ])
+}
+
+/// `allow` (case 0 of hook-decision).
+fn is_allow(v: &Option<Val>) -> bool {
+    matches!(v, Some(Val::Variant(0, None)))
+}
+
+/// Bare wasmer: the bench plugin with stub imports and its exports as typed functions.
+struct Floor {
+    store: Store,
+    memory: wasmer::Memory,
+    name: TypedFunction<(), i32>,
+    post_name: TypedFunction<i32, ()>,
+}
+
+impl Floor {
+    fn new(compiler: Compiler) -> Self {
+        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
+            .expect("engine");
+        let wasm = common::plugin_wasm("bench-hook");
+        let module = Module::new(e.engine(), &wasm).expect("compiles");
+        let mut store = e.new_store();
+        let log = |s: &mut Store| Function::new_typed(s, |_: i32, _: i32| {});
+        let imports = imports! {
+            "tark:plugin/log" => {
+                "debug" => log(&mut store),
+                "warn" => log(&mut store),
+            },
+            "tark:plugin/storage" => {
+                "get" => Function::new_typed(&mut store, |_: i32, _: i32, _: i32| {}),
+            },
+        };
+        let inst = Instance::new(&mut store, &module, &imports).expect("instance");
+        let memory = inst.exports.get_memory("memory").expect("memory").clone();
+        let f = "tark:plugin/hook-plugin#name";
+        Floor {
+            name: inst.exports.get_typed_function(&store, f).expect("name"),
+            post_name: inst
+                .exports
+                .get_typed_function(&store, &format!("cabi_post_{f}"))
+                .expect("post"),
+            memory,
+            store,
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let ret = self.name.call(&mut self.store).expect("call");
+        let view = self.memory.view(&self.store);
+        let mut pair = [0u8; 8];
+        view.read(ret as u32 as u64, &mut pair).expect("read");
+        let (p, n) = (
+            u32::from_le_bytes([pair[0], pair[1], pair[2], pair[3]]),
+            u32::from_le_bytes([pair[4], pair[5], pair[6], pair[7]]),
+        );
+        let mut s = vec![0u8; n as usize];
+        view.read(u64::from(p), &mut s).expect("read");
+        let s = String::from_utf8(s).expect("utf-8");
+        self.post_name.call(&mut self.store, ret).expect("post");
+        s
+    }
+}
+
+/// A conformance instance on a wasmtime peer.
+#[cfg(feature = "bench-wasmtime")]
+macro_rules! wasmtime_conformance {
+    ($wt:ident) => {{
+        let e = common::$wt::engine(false);
+        let m = common::$wt::compile(&e, &common::plugin_wasm("conformance")).expect("compiles");
+        let linker = common::$wt::linker(&e, &m).expect("linker");
+        common::$wt::Conformance::new(&e, &linker, &m).expect("instance")
+    }};
+}
+
+/// Bare wasmer: the legacy bench module with typed no-op host functions.
+struct LegacyFloor {
+    store: Store,
+    trivial: TypedFunction<(), i32>,
+    log_loop: TypedFunction<(), i32>,
+}
+
+impl LegacyFloor {
+    fn new(compiler: Compiler) -> Self {
+        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
+            .expect("engine");
+        let module = Module::new(e.engine(), common::legacy_bench_wasm()).expect("compiles");
+        let mut store = e.new_store();
+        let imports = imports! {
+            "tark:storage" => {
+                "get" => Function::new_typed(&mut store, |_: i32, _: i32, _: i32| -> i32 { 0 }),
+            },
+            "tark:log" => {
+                "debug" => Function::new_typed(&mut store, |_: i32, _: i32| {}),
+            },
+        };
+        let inst = Instance::new(&mut store, &module, &imports).expect("instance");
+        LegacyFloor {
+            trivial: inst
+                .exports
+                .get_typed_function(&store, "bench_trivial")
+                .expect("export"),
+            log_loop: inst
+                .exports
+                .get_typed_function(&store, "bench_log_debug_1000")
+                .expect("export"),
+            store,
+        }
+    }
+}
+
+fn latency(c: &mut Criterion) {
+    let mut hosts = Hosts::new();
+    let metering = default_metering();
+
+    // Legacy: an S-convention export returning a constant.
+    let mut g = c.benchmark_group("call/legacy-trivial");
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "bench-legacy");
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| {
+                p.legacy_code(black_box("bench_trivial"), None)
+                    .expect("call")
+            })
+        });
+    }
+    for comp in compilers() {
+        let mut floor = LegacyFloor::new(comp);
+        g.bench_function(format!("{comp}-floor"), |b| {
+            b.iter(|| floor.trivial.call(&mut floor.store).expect("call"))
+        });
+    }
+    wasmtime_legacy(&mut g, "bench_trivial");
+    g.finish();
+
+    // Canonical: `name() -> string` with post-return (the trivial string-returning export).
+    let mut g = c.benchmark_group("call/canonical-name");
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "bench-hook");
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| p.call_canonical("hook-plugin", "name", &[]).expect("call"))
+        });
+    }
+    for comp in compilers() {
+        let mut floor = Floor::new(comp);
+        assert_eq!(floor.name(), "Bench Hook");
+        g.bench_function(format!("{comp}-floor"), |b| b.iter(|| floor.name()));
+    }
+    #[cfg(feature = "bench-wasmtime")]
+    {
+        macro_rules! peer {
+            ($wt:ident, $label:expr) => {
+                let e = common::$wt::engine(false);
+                let m =
+                    common::$wt::compile(&e, &common::plugin_wasm("bench-hook")).expect("compiles");
+                let linker = common::$wt::linker(&e, &m).expect("linker");
+                let mut h = common::$wt::Hook::new(&e, &linker, &m).expect("instance");
+                assert_eq!(h.name().expect("name"), "Bench Hook");
+                g.bench_function($label, |b| b.iter(|| h.name().expect("name")));
+            };
+        }
+        peer!(wt27, "wasmtime27");
+        peer!(wt48, "wasmtime48");
+    }
+    g.finish();
+
+    // The same through the typed API (JSON mapping on top).
+    let mut g = c.benchmark_group("call/canonical-name-typed-api");
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "bench-hook");
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| p.hook_name().expect("call"))
+        });
+    }
+    g.finish();
+
+    // A hook event with two short strings in, a variant out (the typical hook call).
+    let mut g = c.benchmark_group("call/canonical-on-event-noop");
+    let ev = [event("noop", "{}")];
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "bench-hook");
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| {
+                p.call_canonical("hook-plugin", "on-event", &ev)
+                    .expect("call")
+            })
+        });
+    }
+    wasmtime_hook(&mut g, "noop", "{}");
+    g.finish();
+
+    // A short string through `echo-string` (lowered and lifted, post-return).
+    let mut g = c.benchmark_group("call/canonical-echo-short-string");
+    let arg = [Val::String("hello, tark!".into())];
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "conformance");
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| {
+                p.call_canonical("conformance", "echo-string", &arg)
+                    .expect("call")
+            })
+        });
+    }
+    #[cfg(feature = "bench-wasmtime")]
+    {
+        macro_rules! peer {
+            ($wt:ident, $label:expr) => {
+                let mut conf = wasmtime_conformance!($wt);
+                g.bench_function($label, |b| {
+                    b.iter(|| conf.echo_string(black_box("hello, tark!")).expect("call"))
+                });
+            };
+        }
+        peer!(wt27, "wasmtime27");
+        peer!(wt48, "wasmtime48");
+    }
+    g.finish();
+
+    // The storage service alone (no wasm): what every `storage.get` import pays.
+    let mut g = c.benchmark_group("host/storage-get-service");
+    if let Some((_, host)) = hosts.hosts.first_mut() {
+        let ctx = plugin(host, "bench-hook").context().clone();
+        g.bench_function("PluginContext::storage_get", |b| {
+            b.iter(|| ctx.storage_get(black_box(BENCH_KEY)).expect("get"))
+        });
+    }
+    g.finish();
+
+    // Guest -> host imports, 1000 per call.
+    for (what, export, workload) in [
+        ("storage-get", "bench_storage_get_1000", "storage-get"),
+        ("log-debug", "bench_log_debug_1000", "log-debug"),
+    ] {
+        let mut g = c.benchmark_group(format!("import-x1000/legacy-{what}"));
+        g.throughput(Throughput::Elements(u64::from(LOOP)));
+        for (comp, host) in &mut hosts.hosts {
+            let p = plugin(host, "bench-legacy");
+            if what == "storage-get" {
+                assert_eq!(p.legacy_code(export, None).expect("call"), LOOP as i32);
+            }
+            g.bench_function(label(*comp, metering), |b| {
+                b.iter(|| p.legacy_code(export, None).expect("call"))
+            });
+        }
+        if what == "log-debug" {
+            for comp in compilers() {
+                let mut floor = LegacyFloor::new(comp);
+                g.bench_function(format!("{comp}-floor"), |b| {
+                    b.iter(|| floor.log_loop.call(&mut floor.store).expect("call"))
+                });
+            }
+        }
+        wasmtime_legacy(&mut g, export);
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("import-x1000/canonical-{what}"));
+        g.throughput(Throughput::Elements(u64::from(LOOP)));
+        let ev = [event(workload, &LOOP.to_string())];
+        for (comp, host) in &mut hosts.hosts {
+            let p = plugin(host, "bench-hook");
+            let out = p
+                .call_canonical("hook-plugin", "on-event", &ev)
+                .expect("call");
+            assert!(is_allow(&out), "{workload}: {out:?}");
+            g.bench_function(label(*comp, metering), |b| {
+                b.iter(|| {
+                    p.call_canonical("hook-plugin", "on-event", &ev)
+                        .expect("call")
+                })
+            });
+        }
+        wasmtime_hook(&mut g, workload, &LOOP.to_string());
+        g.finish();
+    }
+}
+
+/// The legacy bench module's `export` on the wasmtime peers.
+fn wasmtime_legacy(_g: &mut BenchmarkGroup<'_, WallTime>, _export: &str) {
+    #[cfg(feature = "bench-wasmtime")]
+    {
+        let wasm = common::legacy_bench_wasm();
+        macro_rules! peer {
+            ($wt:ident, $label:expr) => {
+                let e = common::$wt::engine(false);
+                let m = common::$wt::compile(&e, &wasm).expect("compiles");
+                let linker = common::$wt::linker(&e, &m).expect("linker");
+                let mut l =
+                    common::$wt::Legacy::new(&e, &linker, &m, &[_export]).expect("instance");
+                l.guest
+                    .store
+                    .data_mut()
+                    .storage
+                    .insert(BENCH_KEY.into(), BENCH_VALUE.into());
+                let f = l.get(_export).expect("export");
+                if _export.contains("storage") {
+                    assert_eq!(l.call(&f).expect("call"), LOOP as i32);
+                }
+                _g.bench_function($label, |b| b.iter(|| l.call(&f).expect("call")));
+            };
+        }
+        peer!(wt27, "wasmtime27");
+        peer!(wt48, "wasmtime48");
+    }
+}
+
+/// The bench hook's `on-event(workload, payload)` on the wasmtime peers.
+fn wasmtime_hook(_g: &mut BenchmarkGroup<'_, WallTime>, _workload: &str, _payload: &str) {
+    #[cfg(feature = "bench-wasmtime")]
+    {
+        let wasm = common::plugin_wasm("bench-hook");
+        macro_rules! peer {
+            ($wt:ident, $label:expr) => {
+                let e = common::$wt::engine(false);
+                let m = common::$wt::compile(&e, &wasm).expect("compiles");
+                let linker = common::$wt::linker(&e, &m).expect("linker");
+                let mut h = common::$wt::Hook::new(&e, &linker, &m).expect("instance");
+                h.guest
+                    .store
+                    .data_mut()
+                    .storage
+                    .insert(BENCH_KEY.into(), BENCH_VALUE.into());
+                let out = h.on_event(0, _workload, _payload).expect("call");
+                assert_eq!(out.0, 0, "{_workload}: {out:?}");
+                _g.bench_function($label, |b| {
+                    b.iter(|| h.on_event(0, black_box(_workload), _payload).expect("call"))
+                });
+            };
+        }
+        peer!(wt27, "wasmtime27");
+        peer!(wt48, "wasmtime48");
+    }
+}
+
+fn marshalling(c: &mut Criterion) {
+    let mut hosts = Hosts::new();
+    let metering = default_metering();
+    #[cfg(feature = "bench-wasmtime")]
+    let (mut c27, mut c48) = (wasmtime_conformance!(wt27), wasmtime_conformance!(wt48));
+    for &(size, size_name) in common::SIZES {
+        let s = common::payload_string(size);
+        let bytes = s.clone().into_bytes();
+        let list = common::payload_strings(size);
+        let list_val = Val::List(list.iter().cloned().map(Val::String).collect());
+        for func in [
+            "echo-string",
+            "relay-string",
+            "echo-bytes",
+            "echo-strings",
+            "relay-strings",
+        ] {
+            let arg = match func {
+                "echo-bytes" => Val::Bytes(bytes.clone()),
+                "echo-strings" | "relay-strings" => list_val.clone(),
+                _ => Val::String(s.clone()),
+            };
+            let args = [arg];
+            let mut g = c.benchmark_group(format!("marshal/{func}/{size_name}"));
+            g.throughput(Throughput::Bytes(size as u64));
+            for (comp, host) in &mut hosts.hosts {
+                let p = plugin(host, "conformance");
+                let out = p.call_canonical("conformance", func, &args).expect("call");
+                assert_eq!(out.as_ref(), Some(&args[0]), "{func} round trip");
+                g.bench_function(label(*comp, metering), |b| {
+                    b.iter(|| p.call_canonical("conformance", func, &args).expect("call"))
+                });
+            }
+            #[cfg(feature = "bench-wasmtime")]
+            for (peer_label, conf) in [
+                ("wasmtime27", &mut c27 as &mut dyn Marshal),
+                ("wasmtime48", &mut c48),
+            ] {
+                conf.check(func, &s, &bytes, &list);
+                g.bench_function(peer_label, |b| b.iter(|| conf.run(func, &s, &bytes, &list)));
+            }
+            g.finish();
+        }
+    }
+}
+
+/// The marshalling calls of a wasmtime peer, behind one interface for the loop above
+/// (one dynamic call per iteration: noise next to copying 1 KiB - 1 MiB).
+#[cfg(feature = "bench-wasmtime")]
+trait Marshal {
+    fn run(&mut self, func: &str, s: &str, bytes: &[u8], list: &[String]) -> usize;
+    fn check(&mut self, func: &str, s: &str, bytes: &[u8], list: &[String]) {
+        let want = match func {
+            "echo-bytes" => bytes.len(),
+            "echo-strings" | "relay-strings" => list.len(),
+            _ => s.len(),
+        };
+        assert_eq!(self.run(func, s, bytes, list), want, "{func} round trip");
+    }
+}
+
+#[cfg(feature = "bench-wasmtime")]
+macro_rules! impl_marshal {
+    ($wt:ident) => {
+        impl Marshal for common::$wt::Conformance {
+            fn run(&mut self, func: &str, s: &str, bytes: &[u8], list: &[String]) -> usize {
+                match func {
+                    "echo-string" => self.echo_string(s).expect("call").len(),
+                    "relay-string" => self.relay_string(s).expect("call").len(),
+                    "echo-bytes" => self.echo_bytes(bytes).expect("call").len(),
+                    "echo-strings" => self.echo_strings(list).expect("call").len(),
+                    "relay-strings" => self.relay_strings(list).expect("call").len(),
+                    other => panic!("unknown function {other}"),
+                }
+            }
+        }
+    };
+}
+#[cfg(feature = "bench-wasmtime")]
+impl_marshal!(wt27);
+#[cfg(feature = "bench-wasmtime")]
+impl_marshal!(wt48);
+
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = latency, marshalling
+}
+criterion_main!(benches);
