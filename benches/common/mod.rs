@@ -34,7 +34,7 @@ pub fn quick() -> bool {
 
 /// Criterion with short runs: the whole suite must stay under ~20 minutes on 2 cores.
 pub fn criterion() -> Criterion {
-    let (warm, measure) = if quick() { (100, 400) } else { (400, 1500) };
+    let (warm, measure) = if quick() { (100, 400) } else { (300, 1200) };
     Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(warm))
