@@ -127,7 +127,8 @@ def machine():
 def verdict(ok, text):
     if ok is None:
         return "not measured"
-    return ("**met**: " if ok else "**missed**: ") + text
+    word = "**met**" if ok else "**missed**"
+    return f"{word}: {text}" if text else word
 
 
 def main():
@@ -162,7 +163,7 @@ def main():
             return "-" if v is None else f"{fmt_time(v)} ({size / v * 1e3:.0f} MB/s)"
 
         rows.append([
-            m, f"{size / 1024:.0f} KB", t(sp), t(spm), t(cl), t(clm), t(w27), t(w48),
+            m, f"{size / 1000:.0f} KB", t(sp), t(spm), t(cl), t(clm), t(w27), t(w48),
             fmt_ratio(cl, sp), fmt_ratio(w27, sp), fmt_ratio(w48, sp),
         ])
     out.append("\n### Compile (time per module, MB/s of wasm)\n")
@@ -194,7 +195,7 @@ def main():
     for r in rows:
         g = f"cache-load/{r[0]}"
         r.append(" / ".join(fmt_time(ns(g, l + "-deserialize-only")) for l in ours_labels(g)))
-    out.append(table(hdr + ["of which `Module::deserialize` (sp / cl)"], rows))
+    out.append(table(hdr + ["`Module::deserialize` of in-memory bytes alone (sp / cl; noisy)"], rows))
     out.append("\n### Instantiate (fresh instance of a compiled module)\n")
     out.append(table(hdr, host_rows("instantiate", MODULES)))
     out.append("\n### Warm start of the 438 KB bench plugin (read + SHA-256 + cache load + instantiate + first call)\n")

@@ -197,6 +197,11 @@ impl BenchEnv {
             plugins_dir: Some(self.plugins_dir.clone()),
             compiler: Some(compiler),
             config: self.config.clone(),
+            // The benches' own artifact cache, never the user's.
+            cache: tark_wasmer::cache::CacheConfig {
+                dir: Some(self.tmp.path().join("cache")),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .expect("host");
