@@ -480,7 +480,7 @@ fn installed_plugins_are_checked_by_id_and_info_shows_abi_and_world() {
     assert!(r.stdout.contains("  ABI:     canonical\n"), "{}", r.stdout);
     assert!(r.stdout.contains("  World:   tool-world\n"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("  Cache:   not cached for singlepass\n"),
+        r.stdout.contains("  Cache:   not cached for cranelift\n"),
         "{}",
         r.stdout
     );

@@ -547,7 +547,7 @@ fn info_text_and_json() {
             "Module:".into(),
             format!("  Size:    {} bytes", wasm(EMPTY_WASM_WAT).len()),
             "  ABI:     legacy".into(),
-            "  Cache:   not cached for singlepass".into(),
+            "  Cache:   not cached for cranelift".into(),
         ]
     );
 

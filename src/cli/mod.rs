@@ -178,7 +178,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
 
-    /// Compiler for plugin code [env: TARK_WASMER_COMPILER]
+    /// Compiler for plugin code [env: TARK_WASMER_COMPILER] [default: cranelift]
     #[arg(long, global = true, value_enum, value_name = "COMPILER")]
     compiler: Option<CompilerArg>,
 

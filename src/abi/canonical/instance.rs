@@ -198,9 +198,15 @@ impl CanonicalInstance {
                 signature_string(&expected)
             )));
         }
-        let _rt = wasi::tokio_runtime()
-            .map_err(|e| CallError::Missing(e.to_string()))?
-            .enter();
+        // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
+        let _rt = match &self._wasi {
+            Some(_) => Some(
+                wasi::tokio_runtime()
+                    .map_err(|e| CallError::Missing(e.to_string()))?
+                    .enter(),
+            ),
+            None => None,
+        };
         let abi = |e: AbiError| CallError::Abi {
             function: name.clone(),
             message: e.to_string(),

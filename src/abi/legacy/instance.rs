@@ -321,9 +321,15 @@ impl LegacyInstance {
         output: Output,
     ) -> Result<CallOutcome, CallError> {
         let func = self.typed_export(name, inputs.len(), output)?;
-        let _rt = wasi::tokio_runtime()
-            .map_err(|e| CallError::Missing(e.to_string()))?
-            .enter();
+        // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
+        let _rt = match &self._wasi {
+            Some(_) => Some(
+                wasi::tokio_runtime()
+                    .map_err(|e| CallError::Missing(e.to_string()))?
+                    .enter(),
+            ),
+            None => None,
+        };
         // One budget and one deadline for the whole call, `alloc`/`dealloc` included.
         let guard = self.limits.begin(&mut self.store);
         let mut allocations: Vec<(u32, usize)> = Vec::new();
