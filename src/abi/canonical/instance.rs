@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use wasmer::{FunctionEnv, Instance, Memory, Module, Store, Value};
 
-use super::contract::{Contract, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
+use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
-use super::types::Val;
+use super::types::{Ty, Val};
 use crate::abi::legacy::instance::{
     check_initial_memory, instantiate_limited, run_initialize, InstantiateError,
 };
@@ -32,8 +32,21 @@ pub struct CanonicalInstance {
     ctx: Arc<PluginContext>,
     owner: OwnerId,
     limits: InstanceLimits,
+    /// Exports resolved and checked on first use, so calls do no lookups.
+    prepared: Vec<Prepared>,
     _env: FunctionEnv<CanonicalEnv>,
     _wasi: Option<WasiState>,
+}
+
+/// An export resolved against the contract once per instance.
+struct Prepared {
+    iface: String,
+    func: String,
+    sig: &'static FuncSig,
+    export: wasmer::Function,
+    post: Option<wasmer::Function>,
+    spill_params: Option<Ty>,
+    spill_results: bool,
 }
 
 impl Drop for CanonicalInstance {
@@ -98,6 +111,7 @@ impl CanonicalInstance {
             ctx,
             owner,
             limits,
+            prepared: Vec::new(),
             _env: env,
             _wasi: wasi_state,
         })
@@ -161,6 +175,53 @@ impl CanonicalInstance {
         })
     }
 
+    /// Resolve `iface#func` (cached per instance): the contract signature, the export with
+    /// its core signature checked, and its post-return function.
+    fn prepare(&mut self, iface: &str, func: &str) -> Result<usize, CallError> {
+        if let Some(i) = self
+            .prepared
+            .iter()
+            .position(|p| p.iface == iface && p.func == func)
+        {
+            return Ok(i);
+        }
+        let name = export_name(iface, func);
+        let sig: &'static FuncSig = Contract::get()
+            .func(iface, func)
+            .ok_or_else(|| CallError::MissingExport(name.clone()))?;
+        let export = self
+            .instance
+            .exports
+            .get_function(&name)
+            .map_err(|_| CallError::MissingExport(name.clone()))?
+            .clone();
+        let found = export.ty(&self.store);
+        let expected = sig.export_signature();
+        if found != expected {
+            return Err(CallError::Missing(format!(
+                "export {name} has signature {}, expected {} (built against another tark.wit?)",
+                signature_string(&found),
+                signature_string(&expected)
+            )));
+        }
+        let post = self
+            .instance
+            .exports
+            .get_function(&format!("cabi_post_{name}"))
+            .ok()
+            .cloned();
+        self.prepared.push(Prepared {
+            iface: iface.to_string(),
+            func: func.to_string(),
+            sig,
+            export,
+            post,
+            spill_params: (sig.flat_params().len() > MAX_FLAT_PARAMS).then(|| sig.params_tuple()),
+            spill_results: sig.flat_results().len() > MAX_FLAT_RESULTS,
+        });
+        Ok(self.prepared.len() - 1)
+    }
+
     fn call_inner(
         &mut self,
         name: &str,
@@ -168,11 +229,18 @@ impl CanonicalInstance {
         func: &str,
         args: &[Val],
     ) -> Result<Option<Val>, CallError> {
+        let index = self.prepare(iface, func)?;
+        let (sig, f, post_fn, spill_params, spill_results) = {
+            let p = &self.prepared[index];
+            (
+                p.sig,
+                p.export.clone(),
+                p.post.clone(),
+                p.spill_params.clone(),
+                p.spill_results,
+            )
+        };
         let name = name.to_string();
-        let sig = Contract::get()
-            .func(iface, func)
-            .ok_or_else(|| CallError::MissingExport(name.clone()))?
-            .clone();
         if args.len() != sig.params.len() {
             return Err(CallError::BadResult {
                 what: format!("{name} arguments"),
@@ -182,21 +250,6 @@ impl CanonicalInstance {
                     args.len()
                 ),
             });
-        }
-        let f = self
-            .instance
-            .exports
-            .get_function(&name)
-            .map_err(|_| CallError::MissingExport(name.clone()))?
-            .clone();
-        let found = f.ty(&self.store);
-        let expected = sig.export_signature();
-        if found != expected {
-            return Err(CallError::Missing(format!(
-                "export {name} has signature {}, expected {} (built against another tark.wit?)",
-                signature_string(&found),
-                signature_string(&expected)
-            )));
         }
         // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
         let _rt = match &self._wasi {
@@ -215,9 +268,9 @@ impl CanonicalInstance {
         let mut flat_args: Vec<Value> = Vec::new();
         {
             let mut w = Writer::new(&mut self.store, self.memory.clone(), self.realloc.clone());
-            if sig.flat_params().len() > MAX_FLAT_PARAMS {
+            if let Some(tuple) = &spill_params {
                 let ptr = w
-                    .store_new(&sig.params_tuple(), &Val::Tuple(args.to_vec()))
+                    .store_new(tuple, &Val::Tuple(args.to_vec()))
                     .map_err(abi)?;
                 flat_args.push(Value::I32(ptr as i32));
             } else {
@@ -244,7 +297,7 @@ impl CanonicalInstance {
             Some(ty) => {
                 let mut reader =
                     Reader::new(&self.store, &self.memory, self.ctx.limits.guest_read_max);
-                if sig.flat_results().len() > MAX_FLAT_RESULTS {
+                if spill_results {
                     let ptr = match results.first() {
                         Some(Value::I32(p)) => *p as u32,
                         _ => return Err(abi(AbiError::FlatMismatch)),
@@ -257,24 +310,22 @@ impl CanonicalInstance {
             }
         };
         // Let the guest free what it returned.
-        let post = format!("cabi_post_{name}");
-        match self.instance.exports.get_function(&post) {
-            Ok(pf) => {
-                let pf = pf.clone();
+        match post_fn {
+            Some(pf) => {
                 pf.call(&mut self.store, &results)
                     .map_err(|e| CallError::Trap {
-                        function: post.clone(),
+                        function: format!("cabi_post_{name}"),
                         message: e.message(),
                     })?;
             }
-            Err(_) if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
+            None if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
                 log::warn!(
-                    "[plugin:{}] {name} returns guest memory but exports no {post}",
+                    "[plugin:{}] {name} returns guest memory but exports no cabi_post_{name}",
                     self.ctx.plugin_id
                 );
                 return Err(CallError::MissingPostReturn(name));
             }
-            Err(_) => {}
+            None => {}
         }
         Ok(value)
     }
