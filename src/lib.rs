@@ -6,9 +6,11 @@
 
 pub mod abi;
 pub mod cache;
+pub mod check;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod plugin;

@@ -38,20 +38,15 @@ impl fmt::Display for AbiKind {
     }
 }
 
-/// Tell which ABI a module speaks from its imports and exports.
+/// Tell which ABI a module speaks from its imports and exports (the rule lives in
+/// [`crate::inspect::abi_of`]).
 pub fn detect_abi(module: &Module) -> AbiKind {
-    let canonical = module
-        .exports()
-        .any(|e| e.name().starts_with("tark:plugin/"))
-        || module
-            .imports()
-            .any(|i| i.module().starts_with("tark:plugin/"))
-        || module.exports().any(|e| e.name() == "cabi_realloc");
-    if canonical {
-        AbiKind::Canonical
-    } else {
-        AbiKind::Legacy
-    }
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+    let imports: Vec<String> = module.imports().map(|i| i.module().to_string()).collect();
+    crate::inspect::abi_of(
+        exports.iter().map(String::as_str),
+        imports.iter().map(String::as_str),
+    )
 }
 
 /// A module that cannot be linked against this host.
@@ -299,45 +294,11 @@ impl CallError {
     }
 }
 
-/// The tark world a canonical module was built for: from its
-/// `component-type:wit-bindgen:<ver>:tark:plugin:<world>:encoded world` custom section
-/// when present, else from the interfaces it exports.
+/// The tark world a canonical module was built for (the rule lives in
+/// [`crate::inspect::world_of`]).
 pub fn detect_world(custom_sections: &[String], module: &Module) -> Option<String> {
-    let contract = canonical::contract::Contract::get();
-    for name in custom_sections {
-        let Some(rest) = name.strip_prefix("component-type:") else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split(':').collect();
-        // wit-bindgen:<version>:<namespace>:<package>:<world>:encoded world
-        if let [_, _, ns, pkg, world, ..] = parts.as_slice() {
-            if format!("{ns}:{pkg}") == canonical::contract::PACKAGE
-                && contract.worlds.contains_key(*world)
-            {
-                return Some((*world).to_string());
-            }
-        }
-    }
-    let mut exported: Vec<String> = module
-        .exports()
-        .filter_map(|e| {
-            e.name()
-                .strip_prefix("tark:plugin/")
-                .and_then(|r| r.split('#').next())
-                .map(str::to_string)
-        })
-        .collect();
-    exported.sort();
-    exported.dedup();
-    contract
-        .worlds
-        .values()
-        .find(|w| {
-            let mut ex = w.exports.clone();
-            ex.sort();
-            !ex.is_empty() && ex == exported
-        })
-        .map(|w| w.name.clone())
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+    crate::inspect::world_of(custom_sections, exports.iter().map(String::as_str))
 }
 
 /// The world a plugin of this manifest type is built for.

@@ -8,7 +8,8 @@
 //! - `git` runs as `git clone --depth 1 [--branch=<ref>] (--progress|--quiet) -- <url> <dir>`:
 //!   the URL comes after `--` and the ref is glued to its option, and URLs and refs starting
 //!   with `-` are refused before git runs, so neither can be taken as an option
-//!   (spec §6.4 item 24). Progress is shown only when stderr is a terminal.
+//!   (`tests/git_install.rs`, `failures_leave_nothing_behind_and_say_what_to_do`). Progress
+//!   is shown only when stderr is a terminal.
 //! - Only the plugin's declared files are installed from a clone: `plugin.toml`, the wasm
 //!   module at its declared path, and README / LICENSE / COPYING / NOTICE / CHANGELOG files
 //!   next to `plugin.toml`. Nothing else of the repository (sources, build trees, `.git/`)

@@ -161,13 +161,50 @@ Examples:
   tark-wasmer call my-provider chat '[{\"role\":\"user\",\"content\":\"hi\"}]' my-model
   tark-wasmer call my-auth display-name
   tark-wasmer call my-provider provider_info      # raw legacy export: its raw text
+";
 
-FUNCTION is a kebab-case function of the plugin's tark interface (auth: display-name,
-status, get-token, logout; provider: info, models, auth-status, auth-init, auth-logout,
-chat; channel: info, start, stop, auth-status, auth-init, auth-logout, widget-state,
-handle-webhook, handle-gateway-event, poll, send) or a raw legacy export name. Each ARG is
-one parameter as JSON; an ARG that is not valid JSON is taken as a string. The result is
-printed as one line of JSON; any failure prints a message on stderr and exits 1.";
+/// `call --help`: the examples, then the functions of each type both ABIs have (from
+/// the function table).
+fn call_help() -> String {
+    use tark_wasmer::plugin::functions;
+    let lists: Vec<String> = [PluginType::Auth, PluginType::Provider, PluginType::Channel]
+        .into_iter()
+        .map(|ty| {
+            let names: Vec<&str> = functions::of_type(ty)
+                .filter(|f| f.legacy.is_some())
+                .filter_map(|f| f.wit)
+                .collect();
+            format!("{}: {}", ty.as_str(), names.join(", "))
+        })
+        .collect();
+    let text = format!(
+        "FUNCTION is a kebab-case function of the plugin's tark interface ({}) or a raw legacy \
+         export name. Each ARG is one parameter as JSON; an ARG that is not valid JSON is \
+         taken as a string. The result is printed as one line of JSON; any failure prints a \
+         message on stderr and exits 1.",
+        lists.join("; ")
+    );
+    format!("{CALL_EXAMPLES}\n{}", wrap(&text, 90))
+}
+
+/// Greedy word wrap at `width` columns.
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
 
 /// Run tark's WebAssembly plugins on wasmer.
 #[derive(Debug, Parser)]
@@ -248,7 +285,7 @@ enum Command {
         command: PluginCommand,
     },
     /// Call one function of an installed plugin and print the result as JSON
-    #[command(after_help = CALL_EXAMPLES)]
+    #[command(after_help = call_help())]
     Call(CallArgs),
     /// Inspect or empty the on-disk cache of compiled plugin code
     #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
@@ -586,6 +623,18 @@ fn format_error(e: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn call_help_lists_the_functions_of_both_abis() {
+        let expected = "\
+FUNCTION is a kebab-case function of the plugin's tark interface (auth: display-name,
+status, get-token, logout; provider: info, models, auth-status, auth-init, auth-logout,
+chat; channel: info, start, stop, auth-status, auth-init, auth-logout, widget-state,
+handle-webhook, handle-gateway-event, poll, send) or a raw legacy export name. Each ARG is
+one parameter as JSON; an ARG that is not valid JSON is taken as a string. The result is
+printed as one line of JSON; any failure prints a message on stderr and exits 1.";
+        assert_eq!(call_help(), format!("{CALL_EXAMPLES}\n{expected}"));
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

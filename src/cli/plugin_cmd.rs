@@ -5,9 +5,11 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 
-use tark_wasmer::abi::{detect_abi, detect_world, AbiKind};
+use tark_wasmer::abi::AbiKind;
 use tark_wasmer::engine::WasmEngine;
+use tark_wasmer::inspect::ModuleInfo;
 use tark_wasmer::manifest::{PluginManifest, MANIFEST_FILE};
 use tark_wasmer::registry::{InstallSource, InstalledPlugin, PluginRegistry, RegistryError};
 
@@ -580,8 +582,8 @@ impl ModuleFacts {
     }
 }
 
-/// Size, ABI and world of an installed plugin's module (compiled with the selected
-/// compiler, through the same engine `call` uses).
+/// Size, ABI and world of an installed plugin's module (read from its bytes), and
+/// whether the selected compiler's artifact for it is in the cache.
 fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
     let compiler = global.compiler.unwrap_or_default();
     let mut facts = ModuleFacts {
@@ -598,11 +600,18 @@ fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
         let bytes =
             std::fs::read(&path).with_context(|| format!("Failed to read {}", path.display()))?;
         facts.size = u64::try_from(bytes.len()).ok();
+        // ABI and world from the module's declarations: no compile just to show them.
+        let info = ModuleInfo::parse(&bytes)?;
+        let abi = info.abi();
+        facts.abi = Some(abi);
+        if abi == AbiKind::Canonical {
+            facts.world = info.world();
+        }
         let engine = WasmEngine::shared(compiler)?;
-        let compiled = engine.compile(&p.id, &bytes)?;
         match global.cache.open() {
             Ok(Some(cache)) => {
-                let entry = cache.entry_path(&engine.cache_key(&compiled.hash));
+                let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+                let entry = cache.entry_path(&engine.cache_key(&hash));
                 facts.cache = Some(if entry.is_file() {
                     "cached"
                 } else {
@@ -612,11 +621,6 @@ fn module_facts(global: &Global, p: &InstalledPlugin) -> ModuleFacts {
             }
             Ok(None) => facts.cache = Some("disabled"),
             Err(e) => log::warn!("artifact cache: {e}"),
-        }
-        let abi = detect_abi(&compiled.module);
-        facts.abi = Some(abi);
-        if abi == AbiKind::Canonical {
-            facts.world = detect_world(&compiled.custom_sections, &compiled.module);
         }
         Ok(())
     })();

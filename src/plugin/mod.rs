@@ -6,16 +6,24 @@
 //! the guest inconsistent (trap, output overflow, bad allocation); the next call gets
 //! a fresh instance, re-running the channel initialisation calls it had seen
 //! (`channel_auth_init`, `channel_start`), as tark's poll loop would.
+//!
+//! Every typed method names one row of [`functions::FUNCTIONS`] and goes through one core
+//! per ABI: canonical calls are typed by the WIT contract, legacy calls take their
+//! export, convention and buffer size from the row. `tark-wasmer call` uses the same
+//! core ([`PluginInstance::call_function`], [`PluginInstance::call_legacy_export`]).
 
 pub mod dispatch;
+pub mod functions;
 mod host;
+mod legacy_json;
 pub mod types;
 
 use std::sync::Arc;
 
+use serde_json::Value;
 use wasmer::Type;
 
-use crate::abi::canonical::contract::Contract;
+use crate::abi::canonical::contract::{Contract, FuncSig};
 use crate::abi::canonical::instance::CanonicalInstance;
 use crate::abi::canonical::types::{from_json, to_json, Ty, Val};
 use crate::abi::legacy::instance::{CallOutcome, LegacyInstance, Output};
@@ -26,19 +34,9 @@ use crate::host::PluginContext;
 use crate::manifest::PluginType;
 use crate::registry::InstalledPlugin;
 
+pub use functions::{Convention, Function, LegacyExport, Need};
 pub use host::{HostOptions, PluginHost};
 pub use types::*;
-
-/// tark's output buffer sizes (legacy ABI spec §2.2, §2.4-2.6).
-mod buf {
-    pub const R: usize = 8192;
-    pub const PR: usize = 65536;
-    pub const CHAT: usize = 65536;
-    pub const PROCESS_TOKENS: usize = 8192;
-    pub const TOKEN: usize = 4096;
-    pub const ENDPOINT: usize = 1024;
-    pub const DISPLAY_NAME: usize = 256;
-}
 
 /// A call that re-creates guest state after an instance is replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,38 +295,6 @@ impl PluginInstance {
         }
     }
 
-    /// Canonical call whose result converts to `T` through the JSON mapping.
-    fn canon<T: serde::de::DeserializeOwned>(
-        &mut self,
-        func: &str,
-        args: Vec<serde_json::Value>,
-    ) -> Result<T> {
-        let json = self.call_canonical_json(func, &args)?;
-        self.parse_value(func, json)
-    }
-
-    /// Canonical call returning `result<T, string>`: `Err(text)` becomes an error.
-    fn canon_result<T: serde::de::DeserializeOwned>(
-        &mut self,
-        func: &str,
-        args: Vec<serde_json::Value>,
-    ) -> Result<T> {
-        let json = self.call_canonical_json(func, &args)?;
-        let obj = json.as_object();
-        if let Some(ok) = obj.and_then(|o| o.get("ok")) {
-            return self.parse_value(func, ok.clone());
-        }
-        let message = obj.and_then(|o| o.get("err")).map(|e| {
-            e.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| e.to_string())
-        });
-        Err(self.call_error(CallError::PluginError {
-            function: func.to_string(),
-            message: message.unwrap_or_else(|| json.to_string()),
-        }))
-    }
-
     fn parse_value<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
@@ -346,48 +312,6 @@ impl PluginInstance {
         self.abi == AbiKind::Canonical
     }
 
-    fn legacy_only(&self, function: &str) -> Result<()> {
-        if self.is_canonical() {
-            return Err(self.call_error(CallError::Unsupported {
-                function: function.to_string(),
-                abi: AbiKind::Canonical,
-            }));
-        }
-        Ok(())
-    }
-
-    fn canonical_only(&self, function: &str) -> Result<()> {
-        if !self.is_canonical() {
-            return Err(self.call_error(CallError::Unsupported {
-                function: function.to_string(),
-                abi: AbiKind::Legacy,
-            }));
-        }
-        Ok(())
-    }
-
-    fn call_text(&mut self, export: &str, inputs: &[&[u8]], min_buf: usize) -> Result<String> {
-        let out = self.raw_call(export, inputs, Output::Buffer(min_buf))?;
-        Ok(out.text.unwrap_or_default())
-    }
-
-    fn call_code(&mut self, export: &str, inputs: &[&[u8]]) -> Result<i32> {
-        Ok(self.raw_call(export, inputs, Output::Code)?.code)
-    }
-
-    /// P / V conventions: a negative code is an error.
-    fn call_ok(&mut self, export: &str, inputs: &[&[u8]]) -> Result<()> {
-        let code = self.call_code(export, inputs)?;
-        if code < 0 {
-            return Err(self.call_error(CallError::GuestError {
-                function: export.to_string(),
-                code,
-                message: None,
-            }));
-        }
-        Ok(())
-    }
-
     fn parse<T: serde::de::DeserializeOwned>(&self, what: &str, text: &str) -> Result<T> {
         serde_json::from_str(text).map_err(|e| {
             self.call_error(CallError::BadResult {
@@ -395,10 +319,6 @@ impl PluginInstance {
                 message: e.to_string(),
             })
         })
-    }
-
-    fn to_json<T: serde::Serialize>(&self, value: &T) -> Result<String> {
-        serde_json::to_string(value).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     fn json_value<T: serde::Serialize>(&self, value: &T) -> Result<serde_json::Value> {
@@ -422,161 +342,341 @@ impl PluginInstance {
         }
     }
 
-    // ----- auth plugins (legacy §2.6; canonical auth-plugin) -----
+    /// Is the legacy export of this row present with its convention's type?
+    fn has_legacy_export(&mut self, export: &LegacyExport) -> bool {
+        let sig = export.convention.core_signature();
+        self.has_export(export.name, sig.params(), sig.results())
+    }
 
-    /// `status` / `auth-plugin#status`.
-    pub fn auth_status(&mut self) -> Result<AuthStatus> {
-        if self.is_canonical() {
-            return self.canon("status", vec![]);
+    // ----- the call core: one path per ABI, driven by the function table -----
+
+    /// Call a function of [`functions::FUNCTIONS`] by its interface semantics with JSON
+    /// arguments (one per WIT parameter); the result in the WIT JSON mapping. Legacy
+    /// plugins' JSON is passed through, laid out like the WIT records (fields in WIT
+    /// order, missing ones as their zero value, extra ones kept).
+    pub fn call_function(&mut self, f: &'static Function, args: &[Value]) -> Result<Value> {
+        self.call_via(f, args, Via::Cli)
+    }
+
+    /// Call a legacy export of the table by its raw convention: string arguments, the
+    /// plugin's text as a JSON string, a status code as a number, a V/P code checked.
+    pub fn call_legacy_export(&mut self, f: &'static Function, args: &[Value]) -> Result<Value> {
+        let Some(export) = f.legacy else {
+            return Err(self.unsupported(f, AbiKind::Legacy));
+        };
+        let mut texts = Vec::with_capacity(export.params.len());
+        for (i, name) in export.params.iter().enumerate() {
+            texts.push(text_arg(export.name, args, i, name)?);
         }
-        Ok(AuthStatus::from_legacy_code(self.call_code("status", &[])?))
+        let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        Ok(match self.call_legacy(&export, &inputs, false)? {
+            LegacyOut::Code(code) => Value::from(code),
+            LegacyOut::Text(text) => Value::String(text),
+        })
+    }
+
+    fn unsupported(&self, f: &Function, abi: AbiKind) -> Error {
+        self.call_error(CallError::Unsupported {
+            function: f.name().to_string(),
+            abi,
+        })
+    }
+
+    fn call_via(&mut self, f: &'static Function, args: &[Value], via: Via) -> Result<Value> {
+        match self.abi {
+            AbiKind::Canonical => match f.wit {
+                Some(wit) => self.call_canonical_json(wit, args),
+                None => Err(self.unsupported(f, AbiKind::Canonical)),
+            },
+            AbiKind::Legacy => self.call_legacy_function(f, args, via),
+        }
+    }
+
+    /// A legacy export called for its interface function: arguments as the WIT
+    /// parameters, the result as the WIT result.
+    fn call_legacy_function(
+        &mut self,
+        f: &'static Function,
+        args: &[Value],
+        via: Via,
+    ) -> Result<Value> {
+        let Some(export) = f.legacy else {
+            return Err(self.unsupported(f, AbiKind::Legacy));
+        };
+        let Some(sig) = wit_signature(f) else {
+            // Legacy-only exports have no WIT types: their raw form.
+            return self.call_legacy_export(f, args);
+        };
+        let name = f.name();
+        let mut texts = Vec::with_capacity(sig.params.len());
+        for (i, (pname, ty)) in sig.params.iter().enumerate() {
+            if *ty == Ty::String {
+                texts.push(text_arg(name, args, i, pname)?);
+                continue;
+            }
+            let v = args
+                .get(i)
+                .ok_or_else(|| missing_arg(name, args, i, pname))?;
+            let text = match via {
+                Via::Typed(_) => v.to_string(),
+                Via::Cli => {
+                    let wrong = |e: String| {
+                        Error::InvalidArgument(format!(
+                            "argument {} ({pname}) of '{name}' has the wrong shape: {e}",
+                            i + 1
+                        ))
+                    };
+                    let val = from_json(ty, &legacy_json::shape(ty, v.clone()))
+                        .map_err(|e| wrong(e.to_string()))?;
+                    to_json(ty, &val)
+                        .map_err(|e| wrong(e.to_string()))?
+                        .to_string()
+                }
+            };
+            texts.push(text);
+        }
+        let inputs: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        let out = self.call_legacy(&export, &inputs, true)?;
+        let (ok_ty, wrap) = match &sig.result {
+            Some(Ty::Result(ok, _)) => (ok.as_deref(), true),
+            other => (other.as_ref(), false),
+        };
+        let value = match out {
+            LegacyOut::Code(code) => match ok_ty {
+                Some(Ty::Enum(cases)) => legacy_json::status(cases, code),
+                _ => Value::Null,
+            },
+            LegacyOut::Text(text) => match ok_ty {
+                None | Some(Ty::String) => Value::String(text),
+                Some(ty) => {
+                    let what = match via {
+                        Via::Typed(what) => what,
+                        Via::Cli => name,
+                    };
+                    let v: Value = self.parse(what, &text)?;
+                    match via {
+                        Via::Typed(_) => v,
+                        Via::Cli => legacy_json::shape(ty, v),
+                    }
+                }
+            },
+        };
+        if via == Via::Cli && export.convention == Convention::Chat {
+            check_chat_text(value.get("text").and_then(Value::as_str))
+                .map_err(|e| self.call_error(e))?;
+        }
+        Ok(if wrap {
+            serde_json::json!({ "ok": value })
+        } else {
+            value
+        })
+    }
+
+    /// One legacy call with the row's convention and buffer size. `interface`: called
+    /// for its interface function (tark's messages for failures and absent exports).
+    fn call_legacy(
+        &mut self,
+        export: &LegacyExport,
+        inputs: &[&[u8]],
+        interface: bool,
+    ) -> Result<LegacyOut> {
+        if let Some(text) = export.absent.filter(|_| interface) {
+            if !self.has_legacy_export(export) {
+                return Err(self.call_error(CallError::Missing(text.to_string())));
+            }
+        }
+        let conv = export.convention;
+        let output = if conv.has_output() {
+            Output::Buffer(export.buffer)
+        } else {
+            Output::Code
+        };
+        let out = self.raw_call(export.name, inputs, output)?;
+        if conv.has_output() {
+            return Ok(LegacyOut::Text(out.text.unwrap_or_default()));
+        }
+        let code = out.code;
+        if conv.checks_code() && code < 0 {
+            let source = match export.failure.filter(|_| interface) {
+                Some(text) => CallError::Missing(format!("{text} (code {code})")),
+                None => CallError::GuestError {
+                    function: export.name.to_string(),
+                    code,
+                    message: None,
+                },
+            };
+            return Err(self.call_error(source));
+        }
+        Ok(LegacyOut::Code(code))
+    }
+
+    /// A typed call of `ty`'s function `name` (WIT name, or legacy export for
+    /// legacy-only ones); `what` names the result in parse errors of legacy plugins.
+    fn typed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        ty: PluginType,
+        name: &str,
+        what: &'static str,
+        args: Vec<Value>,
+    ) -> Result<T> {
+        let f = functions::find(ty, name).ok_or_else(|| {
+            Error::InvalidArgument(format!("no function '{name}' for {ty} plugins"))
+        })?;
+        let json = self.call_via(f, &args, Via::Typed(what))?;
+        let what = if self.is_canonical() { f.name() } else { what };
+        let is_result = wit_signature(f).is_some_and(|s| matches!(s.result, Some(Ty::Result(..))));
+        if !is_result {
+            return self.parse_value(what, json);
+        }
+        let obj = json.as_object();
+        if let Some(ok) = obj.and_then(|o| o.get("ok")) {
+            return self.parse_value(what, ok.clone());
+        }
+        let message = obj.and_then(|o| o.get("err")).map(|e| {
+            e.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string())
+        });
+        Err(self.call_error(CallError::PluginError {
+            function: f.name().to_string(),
+            message: message.unwrap_or_else(|| json.to_string()),
+        }))
+    }
+
+    // ----- auth plugins (`auth-plugin`; legacy auth exports) -----
+
+    /// `status` (legacy code / canonical `auth-status`).
+    pub fn auth_status(&mut self) -> Result<AuthStatus> {
+        self.typed(PluginType::Auth, "status", "auth status", vec![])
     }
 
     /// `get_token` / `get-token`.
     pub fn auth_get_token(&mut self) -> Result<String> {
-        if self.is_canonical() {
-            return self.canon_result("get-token", vec![]);
-        }
-        self.call_text("get_token", &[], buf::TOKEN)
+        self.typed(PluginType::Auth, "get-token", "token", vec![])
     }
 
     /// `display_name` / `display-name`.
     pub fn auth_display_name(&mut self) -> Result<String> {
-        if self.is_canonical() {
-            return self.canon("display-name", vec![]);
-        }
-        self.call_text("display_name", &[], buf::DISPLAY_NAME)
+        self.typed(PluginType::Auth, "display-name", "display name", vec![])
     }
 
     /// `get_endpoint` (legacy only).
     pub fn auth_get_endpoint(&mut self) -> Result<String> {
-        self.legacy_only("get_endpoint")?;
-        self.call_text("get_endpoint", &[], buf::ENDPOINT)
+        self.typed(PluginType::Auth, "get_endpoint", "endpoint", vec![])
     }
 
     /// `init_with_credentials(json)` (legacy only).
     pub fn auth_init_with_credentials(&mut self, credentials: &str) -> Result<()> {
-        self.legacy_only("init_with_credentials")?;
-        self.call_ok("init_with_credentials", &[credentials.as_bytes()])
+        let _: Value = self.typed(
+            PluginType::Auth,
+            "init_with_credentials",
+            "init",
+            vec![credentials.into()],
+        )?;
+        Ok(())
     }
 
     /// `logout` (legacy: result ignored, as in tark) / `logout` (canonical `result<_, string>`).
     pub fn auth_logout(&mut self) -> Result<()> {
-        if self.is_canonical() {
-            return self.canon_result("logout", vec![]);
-        }
-        self.call_code("logout", &[]).map(|_| ())
+        self.typed(PluginType::Auth, "logout", "logout", vec![])
     }
 
     /// `start-device-flow` (canonical only: tark's legacy ABI has no device flow).
     pub fn auth_start_device_flow(&mut self) -> Result<DeviceCode> {
-        self.canonical_only("start-device-flow")?;
-        self.canon_result("start-device-flow", vec![])
+        self.typed(PluginType::Auth, "start-device-flow", "device code", vec![])
     }
 
     /// `poll(device-code)` of the device flow (canonical only).
     pub fn auth_poll(&mut self, device_code: &str) -> Result<PollResult> {
-        self.canonical_only("poll")?;
-        self.canon("poll", vec![device_code.into()])
+        self.typed(PluginType::Auth, "poll", "poll", vec![device_code.into()])
     }
 
     // ----- tool plugins (canonical tool-plugin) -----
 
     /// `get-tools`.
     pub fn tool_get_tools(&mut self) -> Result<Vec<ToolDef>> {
-        self.canonical_only("get-tools")?;
-        self.canon("get-tools", vec![])
+        self.typed(PluginType::Tool, "get-tools", "tools", vec![])
     }
 
     /// `get-risk-level(tool-name)`.
     pub fn tool_get_risk_level(&mut self, tool: &str) -> Result<RiskLevel> {
-        self.canonical_only("get-risk-level")?;
-        self.canon("get-risk-level", vec![tool.into()])
+        self.typed(
+            PluginType::Tool,
+            "get-risk-level",
+            "risk",
+            vec![tool.into()],
+        )
     }
 
     /// `execute(tool-name, arguments-json)`.
     pub fn tool_execute(&mut self, tool: &str, arguments_json: &str) -> Result<ToolResult> {
-        self.canonical_only("execute")?;
-        self.canon("execute", vec![tool.into(), arguments_json.into()])
+        let args = vec![tool.into(), arguments_json.into()];
+        self.typed(PluginType::Tool, "execute", "tool result", args)
     }
 
     // ----- hook plugins (canonical hook-plugin, our design) -----
 
     /// `name`.
     pub fn hook_name(&mut self) -> Result<String> {
-        self.canonical_only("name")?;
-        self.canon("name", vec![])
+        self.typed(PluginType::Hook, "name", "name", vec![])
     }
 
     /// `subscriptions`: the events the hook wants.
     pub fn hook_subscriptions(&mut self) -> Result<Vec<HookEventKind>> {
-        self.canonical_only("subscriptions")?;
-        self.canon("subscriptions", vec![])
+        self.typed(PluginType::Hook, "subscriptions", "subscriptions", vec![])
     }
 
     /// `on-event(event)`.
     pub fn hook_on_event(&mut self, event: &HookEvent) -> Result<HookDecision> {
-        self.canonical_only("on-event")?;
         let ev = self.json_value(event)?;
-        self.canon("on-event", vec![ev])
+        self.typed(PluginType::Hook, "on-event", "decision", vec![ev])
     }
 
-    // ----- provider plugins (legacy §2.4; canonical provider-plugin) -----
+    // ----- provider plugins (`provider-plugin`; legacy provider exports) -----
 
     /// `provider_info` / `info`.
     pub fn provider_info(&mut self) -> Result<ProviderInfo> {
-        if self.is_canonical() {
-            return self.canon("info", vec![]);
-        }
-        let text = self.call_text("provider_info", &[], buf::R)?;
-        self.parse("provider info", &text)
+        self.typed(PluginType::Provider, "info", "provider info", vec![])
     }
 
     /// `provider_models` / `models`.
     pub fn provider_models(&mut self) -> Result<Vec<ModelInfo>> {
-        if self.is_canonical() {
-            return self.canon("models", vec![]);
-        }
-        let text = self.call_text("provider_models", &[], buf::R)?;
-        self.parse("models", &text)
+        self.typed(PluginType::Provider, "models", "models", vec![])
     }
 
     /// `provider_auth_status` / `auth-status`.
     pub fn provider_auth_status(&mut self) -> Result<ProviderAuthStatus> {
-        if self.is_canonical() {
-            return self.canon("auth-status", vec![]);
-        }
-        Ok(ProviderAuthStatus::from_legacy_code(
-            self.call_code("provider_auth_status", &[])?,
-        ))
+        self.typed(PluginType::Provider, "auth-status", "auth status", vec![])
     }
 
     /// `provider_auth_init(credentials_json)` / `auth-init`.
     pub fn provider_auth_init(&mut self, credentials_json: &str) -> Result<()> {
-        if self.is_canonical() {
-            return self.canon_result("auth-init", vec![credentials_json.into()]);
-        }
-        self.call_ok("provider_auth_init", &[credentials_json.as_bytes()])
+        let args = vec![credentials_json.into()];
+        self.typed(PluginType::Provider, "auth-init", "auth init", args)
     }
 
     /// `provider_auth_logout` / `auth-logout`.
     pub fn provider_auth_logout(&mut self) -> Result<()> {
-        if self.is_canonical() {
-            return self.canon_result("auth-logout", vec![]);
-        }
-        self.call_ok("provider_auth_logout", &[])
-            .map_err(|e| self.rename_guest_error(e, "Provider logout failed"))
+        self.typed(PluginType::Provider, "auth-logout", "logout", vec![])
     }
 
     /// Is the optional `provider_auth_credentials` export present? (Legacy only.)
     pub fn has_auth_credentials_interface(&mut self) -> bool {
-        self.has_export("provider_auth_credentials", &[Type::I32], &[Type::I32])
+        self.has_table_export("provider_auth_credentials")
+    }
+
+    /// Is this legacy export of the table present with its convention's type?
+    fn has_table_export(&mut self, export: &str) -> bool {
+        match functions::by_legacy(export).and_then(|f| f.legacy) {
+            Some(l) => self.has_legacy_export(&l),
+            None => false,
+        }
     }
 
     /// `provider_auth_credentials`, raw text (legacy only).
     pub fn provider_auth_credentials_raw(&mut self) -> Result<String> {
-        self.legacy_only("provider_auth_credentials")?;
-        self.call_text("provider_auth_credentials", &[], buf::R)
+        let name = "provider_auth_credentials";
+        self.typed(PluginType::Provider, name, "auth credentials", vec![])
     }
 
     /// `provider_auth_credentials`, parsed (legacy only).
@@ -587,76 +687,49 @@ impl PluginInstance {
 
     /// Is the optional `auth_process_tokens` export present? (Legacy only.)
     pub fn has_auth_process_tokens(&mut self) -> bool {
-        self.has_export(
-            "auth_process_tokens",
-            &[Type::I32, Type::I32, Type::I32],
-            &[Type::I32],
-        )
+        self.has_table_export("auth_process_tokens")
     }
 
     /// `auth_process_tokens(token_response_json)`: the text to store as credentials.
     pub fn auth_process_tokens(&mut self, tokens_json: &str) -> Result<String> {
-        self.legacy_only("auth_process_tokens")?;
-        self.call_text(
-            "auth_process_tokens",
-            &[tokens_json.as_bytes()],
-            buf::PROCESS_TOKENS,
-        )
+        let args = vec![tokens_json.into()];
+        self.typed(PluginType::Provider, "auth_process_tokens", "tokens", args)
     }
 
     /// `provider_chat(messages, model)` / `chat`. An empty answer is an error, as in tark.
     pub fn provider_chat(&mut self, messages: &[Message], model: &str) -> Result<ChatResponse> {
-        let resp: ChatResponse = if self.is_canonical() {
-            let msgs = self.json_value(&messages)?;
-            self.canon_result("chat", vec![msgs, model.into()])?
-        } else {
-            let msgs = self.to_json(&messages)?;
-            let text = self.call_text(
-                "provider_chat",
-                &[msgs.as_bytes(), model.as_bytes()],
-                buf::CHAT,
-            )?;
-            self.parse("chat response", &text)?
-        };
-        if resp.text.trim().is_empty() {
-            return Err(self.call_error(CallError::BadResult {
-                what: "chat response".into(),
-                message: "the plugin returned an empty response".into(),
-            }));
-        }
+        let args = vec![self.json_value(&messages)?, model.into()];
+        let resp: ChatResponse = self.typed(PluginType::Provider, "chat", "chat response", args)?;
+        check_chat_text(Some(&resp.text)).map_err(|e| self.call_error(e))?;
         Ok(resp)
     }
 
     /// `chat-stream-start(messages, model)`: a stream id (canonical only).
     pub fn provider_chat_stream_start(&mut self, messages: &[Message], model: &str) -> Result<u64> {
-        self.canonical_only("chat-stream-start")?;
-        let msgs = self.json_value(&messages)?;
-        self.canon_result("chat-stream-start", vec![msgs, model.into()])
+        let args = vec![self.json_value(&messages)?, model.into()];
+        self.typed(PluginType::Provider, "chat-stream-start", "stream id", args)
     }
 
     /// `chat-stream-poll(stream-id)`: the next chunk (canonical only).
     pub fn provider_chat_stream_poll(&mut self, stream_id: u64) -> Result<StreamChunk> {
-        self.canonical_only("chat-stream-poll")?;
-        self.canon_result("chat-stream-poll", vec![stream_id.into()])
+        let args = vec![stream_id.into()];
+        self.typed(
+            PluginType::Provider,
+            "chat-stream-poll",
+            "stream chunk",
+            args,
+        )
     }
 
-    // ----- channel plugins (legacy §2.5; canonical channel-plugin) -----
+    // ----- channel plugins (`channel-plugin`; legacy channel exports) -----
 
     /// `channel_info` / `info`.
     pub fn channel_info(&mut self) -> Result<ChannelInfo> {
-        if self.is_canonical() {
-            return self.canon("info", vec![]);
-        }
-        let text = self.call_text("channel_info", &[], buf::R)?;
-        self.parse("channel info", &text)
+        self.typed(PluginType::Channel, "info", "channel info", vec![])
     }
 
     fn channel_start_inner(&mut self) -> Result<()> {
-        if self.is_canonical() {
-            return self.canon_result("start", vec![]);
-        }
-        self.call_ok("channel_start", &[])
-            .map_err(|e| self.rename_guest_error(e, "Channel start failed"))
+        self.typed(PluginType::Channel, "start", "start", vec![])
     }
 
     /// `channel_start` / `start`; remembered so a fresh instance is started too.
@@ -670,44 +743,19 @@ impl PluginInstance {
 
     /// `channel_stop` / `stop`.
     pub fn channel_stop(&mut self) -> Result<()> {
-        if self.is_canonical() {
-            self.canon_result::<()>("stop", vec![])?;
-        } else {
-            self.call_ok("channel_stop", &[])
-                .map_err(|e| self.rename_guest_error(e, "Channel stop failed"))?;
-        }
+        self.typed::<()>(PluginType::Channel, "stop", "stop", vec![])?;
         self.replay.retain(|r| *r != Replay::ChannelStart);
         Ok(())
     }
 
-    fn rename_guest_error(&self, e: Error, text: &str) -> Error {
-        match e {
-            Error::Call {
-                source: CallError::GuestError { code, .. },
-                plugin,
-            } => Error::Call {
-                plugin,
-                source: CallError::Missing(format!("{text} (code {code})")),
-            },
-            other => other,
-        }
-    }
-
     /// `channel_auth_status` / `auth-status`.
     pub fn channel_auth_status(&mut self) -> Result<ChannelAuthStatus> {
-        if self.is_canonical() {
-            return self.canon("auth-status", vec![]);
-        }
-        Ok(ProviderAuthStatus::from_legacy_code(
-            self.call_code("channel_auth_status", &[])?,
-        ))
+        self.typed(PluginType::Channel, "auth-status", "auth status", vec![])
     }
 
     fn channel_auth_init_inner(&mut self, credentials_json: &str) -> Result<()> {
-        if self.is_canonical() {
-            return self.canon_result("auth-init", vec![credentials_json.into()]);
-        }
-        self.call_ok("channel_auth_init", &[credentials_json.as_bytes()])
+        let args = vec![credentials_json.into()];
+        self.typed(PluginType::Channel, "auth-init", "auth init", args)
     }
 
     /// `channel_auth_init(credentials_json)` / `auth-init`; remembered so a fresh
@@ -723,12 +771,7 @@ impl PluginInstance {
 
     /// `channel_auth_logout` / `auth-logout`.
     pub fn channel_auth_logout(&mut self) -> Result<()> {
-        if self.is_canonical() {
-            self.canon_result::<()>("auth-logout", vec![])?;
-        } else {
-            self.call_ok("channel_auth_logout", &[])
-                .map_err(|e| self.rename_guest_error(e, "Channel logout failed"))?;
-        }
+        self.typed::<()>(PluginType::Channel, "auth-logout", "logout", vec![])?;
         self.replay
             .retain(|r| !matches!(r, Replay::ChannelAuthInit(_)));
         Ok(())
@@ -736,21 +779,18 @@ impl PluginInstance {
 
     /// `channel_widget_state` / `widget-state`: any text (usually JSON).
     pub fn channel_widget_state(&mut self) -> Result<String> {
-        if self.is_canonical() {
-            return self.canon_result("widget-state", vec![]);
-        }
-        self.call_text("channel_widget_state", &[], buf::R)
+        self.typed(PluginType::Channel, "widget-state", "widget state", vec![])
     }
 
     /// `channel_handle_webhook(request)` / `handle-webhook`.
     pub fn channel_handle_webhook(&mut self, request: &WebhookRequest) -> Result<WebhookResponse> {
-        if self.is_canonical() {
-            let req = self.json_value(request)?;
-            return self.canon_result("handle-webhook", vec![req]);
-        }
-        let req = self.to_json(request)?;
-        let text = self.call_text("channel_handle_webhook", &[req.as_bytes()], buf::PR)?;
-        self.parse("webhook response", &text)
+        let args = vec![self.json_value(request)?];
+        self.typed(
+            PluginType::Channel,
+            "handle-webhook",
+            "webhook response",
+            args,
+        )
     }
 
     /// `channel_handle_gateway_event(payload_json)` / `handle-gateway-event`.
@@ -758,24 +798,9 @@ impl PluginInstance {
         &mut self,
         payload_json: &str,
     ) -> Result<Vec<InboundMessage>> {
-        if self.is_canonical() {
-            return self.canon_result("handle-gateway-event", vec![payload_json.into()]);
-        }
-        if !self.has_export(
-            "channel_handle_gateway_event",
-            &[Type::I32, Type::I32, Type::I32],
-            &[Type::I32],
-        ) {
-            return Err(self.call_error(CallError::Missing(
-                "Plugin does not support gateway events".into(),
-            )));
-        }
-        let text = self.call_text(
-            "channel_handle_gateway_event",
-            &[payload_json.as_bytes()],
-            buf::PR,
-        )?;
-        self.parse("gateway inbound messages", &text)
+        let args = vec![payload_json.into()];
+        let what = "gateway inbound messages";
+        self.typed(PluginType::Channel, "handle-gateway-event", what, args)
     }
 
     /// Is `channel_poll` / `poll` present?
@@ -783,49 +808,45 @@ impl PluginInstance {
         if self.is_canonical() {
             return self.has_function("poll");
         }
-        self.has_export("channel_poll", &[Type::I32], &[Type::I32])
+        self.has_table_export("channel_poll")
     }
 
     /// `channel_poll` / `poll`.
     pub fn channel_poll(&mut self) -> Result<Vec<InboundMessage>> {
-        if self.is_canonical() {
-            return self.canon_result("poll", vec![]);
-        }
-        let text = self.call_text("channel_poll", &[], buf::R)?;
-        self.parse("channel poll", &text)
+        self.typed(PluginType::Channel, "poll", "channel poll", vec![])
     }
 
     /// `channel_send(message)` / `send`.
     pub fn channel_send(&mut self, message: &OutboundMessage) -> Result<SendResult> {
-        if self.is_canonical() {
-            let msg = self.json_value(message)?;
-            return self.canon_result("send", vec![msg]);
-        }
-        let req = self.to_json(message)?;
-        let text = self.call_text("channel_send", &[req.as_bytes()], buf::PR)?;
-        self.parse("send result", &text)
+        let args = vec![self.json_value(message)?];
+        self.typed(PluginType::Channel, "send", "send result", args)
     }
 }
 
-/// Raw legacy calls used by `tark-wasmer call` with export names.
+/// Raw legacy calls by export name (tests, benches, probes): tark's default buffers.
 impl PluginInstance {
     /// An R-convention export's raw text.
     pub fn legacy_text(&mut self, export: &str) -> Result<String> {
-        self.call_text(export, &[], buf::R)
+        let out = self.raw_call(export, &[], Output::Buffer(functions::R_BUFFER))?;
+        Ok(out.text.unwrap_or_default())
     }
 
     /// A PR-convention export's raw text.
     pub fn legacy_text_with_input(&mut self, export: &str, input: &str) -> Result<String> {
-        self.call_text(export, &[input.as_bytes()], buf::PR)
+        let inputs: [&[u8]; 1] = [input.as_bytes()];
+        let out = self.raw_call(export, &inputs, Output::Buffer(functions::PR_BUFFER))?;
+        Ok(out.text.unwrap_or_default())
     }
 
     /// `provider_chat` with raw messages JSON; the raw answer.
     pub fn legacy_chat_raw(&mut self, messages_json: &str, model: &str) -> Result<String> {
-        self.call_text(
+        let inputs: [&[u8]; 2] = [messages_json.as_bytes(), model.as_bytes()];
+        let out = self.raw_call(
             "provider_chat",
-            &[messages_json.as_bytes(), model.as_bytes()],
-            buf::CHAT,
-        )
+            &inputs,
+            Output::Buffer(functions::CHAT_BUFFER),
+        )?;
+        Ok(out.text.unwrap_or_default())
     }
 
     /// A V/P-convention export's code; negative codes are errors.
@@ -843,9 +864,66 @@ impl PluginInstance {
 
     /// An S/V/P-convention export's raw code (negative codes are returned, not errors).
     pub fn legacy_code(&mut self, export: &str, input: Option<&str>) -> Result<i32> {
-        match input {
-            Some(i) => self.call_code(export, &[i.as_bytes()]),
-            None => self.call_code(export, &[]),
-        }
+        let out = match input {
+            Some(i) => self.raw_call(export, &[i.as_bytes()], Output::Code)?,
+            None => self.raw_call(export, &[], Output::Code)?,
+        };
+        Ok(out.code)
+    }
+}
+
+/// How a table function is being called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A typed handle method (the result is deserialized next; `what` names it in
+    /// parse errors).
+    Typed(&'static str),
+    /// `tark-wasmer call` by interface name: arguments checked against the WIT types,
+    /// results laid out like the WIT records.
+    Cli,
+}
+
+/// What a legacy export returned.
+enum LegacyOut {
+    Code(i32),
+    Text(String),
+}
+
+/// The WIT signature of a table function (None for legacy-only exports).
+fn wit_signature(f: &Function) -> Option<&'static FuncSig> {
+    let contract = Contract::get();
+    let iface = contract
+        .worlds
+        .get(world_for_type(f.plugin_type))?
+        .exports
+        .first()?;
+    contract.func(iface, f.wit?)
+}
+
+/// tark treats an empty chat answer as a failure.
+fn check_chat_text(text: Option<&str>) -> std::result::Result<(), CallError> {
+    if text.is_none_or(|t| t.trim().is_empty()) {
+        return Err(CallError::BadResult {
+            what: "chat response".into(),
+            message: "the plugin returned an empty response".into(),
+        });
+    }
+    Ok(())
+}
+
+fn missing_arg(function: &str, args: &[Value], i: usize, name: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "'{function}' needs argument {} ({name}); {} given",
+        i + 1,
+        args.len()
+    ))
+}
+
+/// A string argument: a JSON string as is, any other JSON value as its JSON text.
+fn text_arg(function: &str, args: &[Value], i: usize, name: &str) -> Result<String> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+        None => Err(missing_arg(function, args, i, name)),
     }
 }
