@@ -3,6 +3,8 @@
 //! module cache keyed by the module's hash so a plugin is compiled once however many
 //! instances it gets.
 
+pub mod metering;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -13,8 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module, Store};
 
 use crate::cache::{ArtifactCache, CacheKey, CacheOutcome};
-
-use crate::limits::{self, Limits};
+use crate::limits::Limits;
 
 /// The code generator that turns wasm into native code.
 ///
@@ -176,7 +177,7 @@ impl WasmEngine {
             Compiler::Singlepass => {
                 let mut config = wasmer::sys::Singlepass::default();
                 if settings.metering {
-                    config.push_middleware(limits::metering_middleware());
+                    config.push_middleware(metering::metering_middleware());
                 }
                 config.into()
             }
@@ -184,7 +185,7 @@ impl WasmEngine {
             Compiler::Cranelift => {
                 let mut config = wasmer::sys::Cranelift::default();
                 if settings.metering {
-                    config.push_middleware(limits::metering_middleware());
+                    config.push_middleware(metering::metering_middleware());
                 }
                 config.into()
             }
@@ -272,7 +273,7 @@ impl WasmEngine {
     /// per call and affect no code.
     pub fn settings_fingerprint(&self) -> String {
         let metering = if self.settings.metering {
-            limits::metering_fingerprint()
+            metering::metering_fingerprint()
         } else {
             "off".to_string()
         };

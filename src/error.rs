@@ -1,7 +1,6 @@
 //! The library's error type: one enum that says which stage failed and for which plugin.
 
-use crate::abi::legacy::instance::InstantiateError;
-use crate::abi::CallError;
+use crate::abi::{CallError, InstantiateError};
 use crate::engine::EngineError;
 use crate::host::HostError;
 use crate::manifest::ManifestError;
@@ -76,11 +75,10 @@ pub enum Error {
 /// `plugin <id>: <cause>`, unless the cause already names the plugin (the limit errors'
 /// fixed wording: "plugin <id> exceeded its CPU budget in <function>").
 fn call_message(plugin: &str, source: &CallError) -> String {
-    match source {
-        CallError::CpuBudget { .. }
-        | CallError::TimeLimit { .. }
-        | CallError::MemoryLimit { .. } => source.to_string(),
-        other => format!("plugin {plugin}: {other}"),
+    if source.is_limit() {
+        source.to_string()
+    } else {
+        format!("plugin {plugin}: {source}")
     }
 }
 

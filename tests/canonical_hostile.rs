@@ -14,7 +14,7 @@ use common::fixtures::{compilers, TestEnv};
 use tark_wasmer::abi::canonical::contract::Contract;
 use tark_wasmer::abi::canonical::lift::AbiError;
 use tark_wasmer::abi::canonical::types::Val;
-use tark_wasmer::abi::legacy::instance::InstantiateError;
+use tark_wasmer::abi::InstantiateError;
 use tark_wasmer::abi::{CallError, GuestMemoryError, LinkError};
 use tark_wasmer::engine::Compiler;
 use tark_wasmer::plugin::{AuthStatus, PollResult};
@@ -1284,12 +1284,17 @@ fn exports_with_the_wrong_signature_are_a_clear_error_at_call() {
         let e = call_err(s.bad().auth_display_name());
         assert_eq!(
             e,
-            CallError::Missing(
-                "export tark:plugin/auth-plugin#display-name has signature () -> i64, expected \
-                 () -> i32 (built against another tark.wit?)"
-                    .into()
-            ),
+            CallError::ExportSignature {
+                export: "tark:plugin/auth-plugin#display-name".into(),
+                expected: "() -> i32".into(),
+                found: "() -> i64".into(),
+            },
             "{c}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "export tark:plugin/auth-plugin#display-name has signature () -> i64, expected \
+             () -> i32 (built against another tark.wit?)"
         );
         let e = call_err(s.bad().auth_get_token());
         assert_eq!(

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::HttpTestServer;
-use tark_wasmer::abi::legacy::instance::InstantiateError;
 use tark_wasmer::abi::CallError;
+use tark_wasmer::abi::InstantiateError;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
 use tark_wasmer::plugin::Message;
 use tark_wasmer::{Error, HostOptions, Limits, PluginHost};

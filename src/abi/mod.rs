@@ -1,17 +1,33 @@
 //! The two ways a guest reaches the host services: tark's legacy host-function ABI
-//! (JSON over pointer/length pairs) and the canonical ABI of wit-bindgen plugins.
-//! Only code under this module touches guest memory.
+//! (JSON over pointer/length pairs) and the canonical ABI of wit-bindgen plugins, over
+//! one ABI-neutral instance core ([`instance`]) and the enforcement of the guest-side
+//! limits ([`enforce`]). Only code under this module touches guest memory.
 
 pub mod canonical;
+pub mod enforce;
+pub mod instance;
 pub mod legacy;
 pub mod memory;
 pub mod wasi;
 
+use std::any::Any;
 use std::fmt;
 
 use wasmer::{ExternType, FunctionType, Module, Type};
 
+pub use enforce::Breach;
+pub use instance::InstantiateError;
 pub use memory::GuestMemoryError;
+
+/// The text of a caught panic (`catch_unwind` payload): its `&str` or `String`
+/// message, else `panic`.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
 
 /// Which ABI a module speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,9 +170,33 @@ pub fn check_imports(
 /// A call into a plugin failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The export is missing or has another type.
+    /// The export is missing or has another type (tark's wording: it looks exports up by
+    /// name and type).
     #[error("Plugin does not export '{0}' function")]
     MissingExport(String),
+    /// A canonical export exists but its core signature is not the contract's.
+    #[error("export {export} has signature {found}, expected {expected} (built against another tark.wit?)")]
+    ExportSignature {
+        /// The export's full name (`tark:plugin/<iface>#<func>`).
+        export: String,
+        /// Core signature the contract asks for.
+        expected: String,
+        /// Core signature the module defines.
+        found: String,
+    },
+    /// The caller passed another number of arguments than the function takes.
+    #[error("{function}: expected {expected} arguments, got {given}")]
+    ArgumentCount {
+        /// The export.
+        function: String,
+        /// Parameters of the function.
+        expected: usize,
+        /// Arguments passed.
+        given: usize,
+    },
+    /// The host could not provide what the call needs to run (the WASI tokio runtime).
+    #[error("{0}")]
+    Runtime(String),
     /// The guest trapped (panic, out-of-bounds access, unreachable, host-function fault).
     #[error("plugin trapped in '{function}': {message}")]
     Trap {
@@ -234,7 +274,8 @@ pub enum CallError {
         /// Parser message.
         message: String,
     },
-    /// Something the ABI requires is missing (memory, alloc).
+    /// Something the plugin must provide is missing or unusable (a function, a result it
+    /// did not produce). Prefer a precise variant where one fits.
     #[error("{0}")]
     Missing(String),
     /// The function is not available through this ABI.
@@ -278,6 +319,38 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The error for a limit `breach` in `function` of `plugin`; `message` says how the
+    /// call failed (kept for the memory limit, where it is the guest's own failure).
+    pub fn from_breach(breach: Breach, plugin: &str, function: &str, message: String) -> Self {
+        match breach {
+            Breach::Cpu => CallError::CpuBudget {
+                plugin: plugin.to_string(),
+                function: function.to_string(),
+            },
+            Breach::Time(limit) => CallError::TimeLimit {
+                plugin: plugin.to_string(),
+                function: function.to_string(),
+                limit,
+            },
+            Breach::Memory { max_bytes } => CallError::MemoryLimit {
+                plugin: plugin.to_string(),
+                function: function.to_string(),
+                max_bytes,
+                message,
+            },
+        }
+    }
+
+    /// Did a CPU, time or memory limit stop the call?
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            CallError::CpuBudget { .. }
+                | CallError::TimeLimit { .. }
+                | CallError::MemoryLimit { .. }
+        )
+    }
+
     /// Must the instance be discarded after this error? (Its state may be corrupt.)
     pub fn poisons_instance(&self) -> bool {
         matches!(

@@ -7,15 +7,18 @@
 //!   with the per-plugin [`Limits`](crate::limits::Limits) (timeouts, body size).
 //!   Requests are built with `RequestBuilder::try_new`, which never panics on odd URLs.
 //! - Redirects are followed by hand (at most [`MAX_REDIRECTS`] hops) so that every hop is
-//!   checked against the plugin's allowlist (legacy spec §6.3 item 10). As reqwest does,
+//!   checked against the plugin's allowlist (`tests/host_net.rs`). As reqwest does,
 //!   301/302/303 turn a POST into a body-less GET, 307/308 keep method and body, and
 //!   credentials (`Authorization`, `Cookie`, ...) are dropped when a hop changes host or port.
 //! - The body is read through a bounded reader: at most `http_response_max + 1` bytes are
-//!   ever buffered (§6.2 item 8). Text is decoded with the charset of `Content-Type`
+//!   ever buffered (README, "Limits and their defaults"). Text is decoded with the charset of `Content-Type`
 //!   (UTF-8 when none is given, like reqwest), lossily; the limit applies to the decoded
 //!   UTF-8 text, which is what reaches the guest.
 //! - One deadline (`http_timeout`) covers the whole request including redirect hops and
 //!   the body; `http_connect_timeout` bounds each connect.
+//! - The legacy ABI answers with tark's JSON envelope ([`super::wire::http_envelope`]);
+//!   `http_response_max` bounds that envelope as a whole ([`bounded_envelope`]), since
+//!   headers and JSON escaping add to the body. The canonical ABI gets the bounded body.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -258,6 +261,29 @@ impl HttpClient {
         };
         result.map_err(classify)
     }
+}
+
+/// tark's JSON answer to `tark:http` calls ([`super::wire::http_envelope`]), bounded by
+/// `http_response_max` as a whole: a larger answer becomes
+/// `{"error":"response too large: <size> bytes (limit <limit>)"}`.
+pub fn bounded_envelope(ctx: &PluginContext, result: &Result<HttpResponse, HttpError>) -> String {
+    let text = super::wire::http_envelope(result);
+    let limit = ctx.limits.http_response_max;
+    if text.len() > limit {
+        log::warn!(
+            "[plugin:{}] http answer refused: {} bytes over the limit of {limit}",
+            ctx.plugin_id,
+            text.len()
+        );
+        return super::wire::error_envelope(
+            &HttpError::TooLarge {
+                size: text.len(),
+                limit,
+            }
+            .to_string(),
+        );
+    }
+    text
 }
 
 /// Read status, headers and the bounded body of a final response.

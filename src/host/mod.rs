@@ -1,12 +1,14 @@
 //! Host services (storage, http, ws, env, log, fs) as plain Rust, independent of the
 //! ABI a guest uses to reach them. Both ABI adapters call [`PluginContext`]; it asks
-//! the [`Policy`](crate::policy::Policy) and applies the [`Limits`].
+//! the [`Policy`](crate::policy::Policy) and applies the [`Limits`]. The JSON texts tark's
+//! `http`/`ws` functions return to guests are built in [`wire`], for both adapters.
 
 pub mod env;
 pub mod fs;
 pub mod http;
 pub mod log;
 pub mod storage;
+pub mod wire;
 pub mod ws;
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,13 @@
 //! `tark:ws`: WebSocket client connections owned by the instance that opened them.
 //!
-//! Design (legacy spec §1.5, §6.2 items 8-9, §6.3 item 14, §6.4 item 16):
+//! Design (limits: README, "Limits and their defaults"; behaviour pinned by
+//! `tests/host_net.rs` and `tests/legacy_abi.rs`; answers to guests: [`super::wire`]):
 //! - Blocking tungstenite over rustls, one thread per connection. The host owns this
 //!   concurrency, so every call works from any thread (no Tokio runtime needed).
 //! - The handshake runs synchronously inside [`WsManager::connect`], bounded by
 //!   `ws_handshake_timeout` (a watchdog shuts the socket down at the deadline). A failure
-//!   is returned as [`WsError::Connect`]; the spec allows this instead of tark's "report it
-//!   later through recv", and it is simpler for plugins.
+//!   is returned as [`WsError::Connect`], a deliberate difference from tark's "report it
+//!   later through recv" that is simpler for plugins.
 //! - Each connection has its own state (mutex + condvar); the handle table lock is only
 //!   taken for lookups, never while waiting, so one slow `recv` stalls nobody else.
 //! - Inbound text frames go into a bounded queue (`ws_queue_max`); on overflow the

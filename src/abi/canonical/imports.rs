@@ -4,7 +4,7 @@
 //! [`host_call`], and lowers the answer through the guest's `cabi_realloc`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmer::{
@@ -14,11 +14,12 @@ use wasmer::{
 
 use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
-use super::types::Val;
-use crate::abi::legacy::imports::{
-    ws_error_envelope, ws_handle_envelope, ws_ok_envelope, ws_recv_envelope,
+use super::types::{record_by_name, Ty, TypeMismatch, Val};
+use crate::abi::panic_message;
+use crate::host::wire::{
+    parse_headers, ws_connect_envelope, ws_ok_envelope, ws_recv_envelope, ws_send_envelope,
 };
-use crate::host::{EnvError, FsError, HttpError, HttpMethod, OwnerId, PluginContext};
+use crate::host::{EnvError, FsError, HttpError, HttpMethod, HttpResponse, OwnerId, PluginContext};
 
 /// Per-instance state of the canonical host functions.
 pub struct CanonicalEnv {
@@ -79,11 +80,7 @@ pub fn canonical_imports(
             match catch_unwind(AssertUnwindSafe(|| handle(&mut env, &iface, &sig, args))) {
                 Ok(r) => r,
                 Err(payload) => {
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
+                    let msg = panic_message(payload.as_ref());
                     log::error!(
                         "[plugin:{}] host function {iface}.{} panicked: {msg}",
                         env.data().ctx.plugin_id,
@@ -133,7 +130,13 @@ fn handle(
                 .map_err(fail)?
         }
     };
-    let result = host_call(&ctx, owner, iface, &sig.name, params);
+    let result = host_call(&ctx, owner, iface, &sig.name, params).map_err(|e| {
+        trap(
+            iface,
+            &sig.name,
+            format!("host answer does not fit the contract: {e}"),
+        )
+    })?;
     let (Some(ty), Some(val)) = (&sig.result, result) else {
         return Ok(Vec::new());
     };
@@ -198,24 +201,68 @@ fn unit_result(r: Result<(), String>) -> Val {
     }
 }
 
-/// An `http-error` record.
-fn http_error(message: String, status: Option<u16>) -> Val {
-    Val::err(Some(Val::Record(vec![
-        Val::String(message),
-        Val::Option(status.map(|s| Box::new(Val::U16(s)))),
-    ])))
+/// The `http-response` and `http-error` record types of the contract (`wit/tark.wit`,
+/// the result of `http.get` and `http.post`).
+fn http_record_types() -> Result<&'static (Ty, Ty), TypeMismatch> {
+    static TYPES: OnceLock<Result<(Ty, Ty), TypeMismatch>> = OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            let result = Contract::get()
+                .func("http", "get")
+                .and_then(|f| f.result.clone());
+            match result {
+                Some(Ty::Result(Some(ok), Some(err))) => Ok((*ok, *err)),
+                _ => Err(TypeMismatch {
+                    ty: "http.get".into(),
+                    detail: "expected result<http-response, http-error>".into(),
+                }),
+            }
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
-/// The host side of every import, on lifted values. `None` for functions without result.
+/// `ok(http-response)`, its fields set by WIT name.
+fn http_response(resp: HttpResponse) -> Result<Val, TypeMismatch> {
+    let headers = resp
+        .headers
+        .into_iter()
+        .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
+        .collect();
+    let record = record_by_name(
+        &http_record_types()?.0,
+        vec![
+            ("status", Val::U16(resp.status)),
+            ("headers", Val::List(headers)),
+            ("body", Val::String(resp.body)),
+        ],
+    )?;
+    Ok(Val::ok(Some(record)))
+}
+
+/// `err(http-error)`, its fields set by WIT name.
+fn http_error(message: String, status: Option<u16>) -> Result<Val, TypeMismatch> {
+    let record = record_by_name(
+        &http_record_types()?.1,
+        vec![
+            ("message", Val::String(message)),
+            ("status", Val::Option(status.map(|s| Box::new(Val::U16(s))))),
+        ],
+    )?;
+    Ok(Val::err(Some(record)))
+}
+
+/// The host side of every import, on lifted values. `None` for functions without result;
+/// an error only when an answer cannot be built as the contract's type (a host defect).
 pub fn host_call(
     ctx: &PluginContext,
     owner: OwnerId,
     iface: &str,
     func: &str,
     args: Vec<Val>,
-) -> Option<Val> {
+) -> Result<Option<Val>, TypeMismatch> {
     let a = |i: usize| args.get(i);
-    Some(match (iface, func) {
+    Ok(Some(match (iface, func) {
         ("storage", "get") => match ctx.storage_get(s(a(0))) {
             Ok(Some(v)) => Val::some(Val::String(v)),
             Ok(None) => Val::Option(None),
@@ -252,37 +299,26 @@ pub fn host_call(
             };
             let url = s(a(0));
             match ctx.http_request(method, url, &headers, body) {
-                Ok(resp) => Val::ok(Some(Val::Record(vec![
-                    Val::U16(resp.status),
-                    Val::List(
-                        resp.headers
-                            .into_iter()
-                            .map(|(k, v)| Val::Tuple(vec![Val::String(k), Val::String(v)]))
-                            .collect(),
-                    ),
-                    Val::String(resp.body),
-                ]))),
+                Ok(resp) => http_response(resp)?,
                 Err(HttpError::Denied(_)) => http_error(
                     format!("permission denied: {url} is not allowed by capabilities.http"),
                     None,
-                ),
-                Err(HttpError::Timeout(m)) => http_error(format!("timeout: {m}"), None),
-                Err(e) => http_error(e.to_string(), None),
+                )?,
+                Err(HttpError::Timeout(m)) => http_error(format!("timeout: {m}"), None)?,
+                Err(e) => http_error(e.to_string(), None)?,
             }
         }
         ("ws", "connect") => {
-            let headers = crate::abi::legacy::imports::parse_headers(s(a(1)));
-            Val::String(match ctx.ws_connect(owner, s(a(0)), &headers) {
-                Ok(h) => ws_handle_envelope(h),
-                Err(e) => ws_error_envelope(&e),
-            })
+            let headers = parse_headers(s(a(1)));
+            Val::String(ws_connect_envelope(&ctx.ws_connect(
+                owner,
+                s(a(0)),
+                &headers,
+            )))
         }
         ("ws", "send") => {
             let h = u64::try_from(s64(a(0))).unwrap_or(0);
-            Val::String(match ctx.ws_send(owner, h, s(a(1))) {
-                Ok(()) => ws_ok_envelope(),
-                Err(e) => ws_error_envelope(&e),
-            })
+            Val::String(ws_send_envelope(&ctx.ws_send(owner, h, s(a(1)))))
         }
         ("ws", "recv") => {
             let h = u64::try_from(s64(a(0))).unwrap_or(0);
@@ -308,7 +344,7 @@ pub fn host_call(
                 _ => log::Level::Error,
             };
             ctx.log(level, s(a(0)));
-            return None;
+            return Ok(None);
         }
         ("fs", "read") => match ctx.fs_read(s(a(0))) {
             Ok(text) => Val::ok(Some(Val::String(text))),
@@ -318,7 +354,57 @@ pub fn host_call(
             Err(e) => Val::err(Some(Val::String(e.to_string()))),
         },
         // The conformance test world's host side: echo.
-        ("conformance-host", _) => return args.into_iter().next(),
-        _ => return None,
-    })
+        ("conformance-host", _) => return Ok(args.into_iter().next()),
+        _ => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_records_are_built_by_field_name() {
+        let resp = HttpResponse {
+            status: 201,
+            headers: vec![("a".into(), "b".into())],
+            body: "x".into(),
+        };
+        let ok = http_response(resp).expect("http-response matches the contract");
+        let ty = Contract::get()
+            .func("http", "get")
+            .and_then(|f| f.result.clone())
+            .expect("http.get has a result");
+        let json = crate::abi::canonical::types::to_json(&ty, &ok).expect("value fits its type");
+        assert_eq!(
+            json,
+            serde_json::json!({"ok": {"status": 201, "headers": [["a", "b"]], "body": "x"}})
+        );
+        let err = http_error("no".into(), Some(404)).expect("http-error matches the contract");
+        let json = crate::abi::canonical::types::to_json(&ty, &err).expect("value fits its type");
+        assert_eq!(
+            json,
+            serde_json::json!({"err": {"message": "no", "status": 404}})
+        );
+    }
+
+    #[test]
+    fn records_by_name_need_every_field_once() {
+        let ty = Ty::Record(vec![("a".into(), Ty::U8), ("b".into(), Ty::String)]);
+        assert_eq!(
+            record_by_name(&ty, vec![("b", Val::string("x")), ("a", Val::U8(1))]),
+            Ok(Val::Record(vec![Val::U8(1), Val::string("x")]))
+        );
+        assert!(record_by_name(&ty, vec![("a", Val::U8(1))]).is_err());
+        assert!(record_by_name(
+            &ty,
+            vec![
+                ("a", Val::U8(1)),
+                ("b", Val::string("x")),
+                ("c", Val::U8(2))
+            ]
+        )
+        .is_err());
+        assert!(record_by_name(&Ty::U8, vec![]).is_err());
+    }
 }

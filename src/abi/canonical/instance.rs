@@ -10,13 +10,9 @@ use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
 use super::types::{Ty, Val};
-use crate::abi::legacy::instance::{
-    check_initial_memory, instantiate_limited, run_initialize, InstantiateError,
-};
-use crate::abi::wasi::{self, WasiState};
-use crate::abi::{check_imports, signature_string, CallError};
-use crate::host::{next_owner_id, OwnerId, PluginContext};
-use crate::limits::{self, InstanceLimits};
+use crate::abi::instance::{trap_message, InstanceCore, InstantiateError, Instantiated, Linker};
+use crate::abi::{signature_string, CallError};
+use crate::host::PluginContext;
 
 /// Export name of an interface function.
 pub fn export_name(iface: &str, func: &str) -> String {
@@ -25,17 +21,14 @@ pub fn export_name(iface: &str, func: &str) -> String {
 
 /// A live instance of a canonical plugin.
 pub struct CanonicalInstance {
+    core: InstanceCore,
     store: Store,
     instance: Instance,
     memory: Memory,
     realloc: Option<Realloc>,
-    ctx: Arc<PluginContext>,
-    owner: OwnerId,
-    limits: InstanceLimits,
     /// Exports resolved and checked on first use, so calls do no lookups.
     prepared: Vec<Prepared>,
     _env: FunctionEnv<CanonicalEnv>,
-    _wasi: Option<WasiState>,
 }
 
 /// An export resolved against the contract once per instance.
@@ -49,71 +42,48 @@ struct Prepared {
     spill_results: bool,
 }
 
-impl Drop for CanonicalInstance {
-    fn drop(&mut self) {
-        self.ctx.ws_close_all(self.owner);
-    }
-}
-
 impl CanonicalInstance {
     /// Check the module's imports against the contract and instantiate it.
     pub fn new(
-        mut store: Store,
+        store: Store,
         module: &Module,
         ctx: Arc<PluginContext>,
     ) -> Result<Self, InstantiateError> {
-        check_imports(module, &provided_signature)?;
-        check_initial_memory(module, &ctx.plugin_id, &ctx.limits)?;
-        limits::apply_memory_limit(&mut store, &ctx.limits);
-        let owner = next_owner_id();
+        let mut linker = Linker::new(store, module, ctx.clone(), &provided_signature)?;
+        let owner = linker.owner();
         let env = FunctionEnv::new(
-            &mut store,
+            linker.store_mut(),
             CanonicalEnv {
-                ctx: ctx.clone(),
+                ctx,
                 owner,
                 memory: None,
                 realloc: None,
             },
         );
-        let mut imports = canonical_imports(&mut store, &env, module);
-        let mut wasi_state = None;
-        if wasi::imports_wasi(module) {
-            let (state, wasi_imports) = WasiState::new(&mut store, module, &ctx)?;
-            imports.extend(&wasi_imports);
-            wasi_state = Some(state);
-        }
-        let _rt = wasi::tokio_runtime()?.enter();
-        let instance = instantiate_limited(&mut store, module, &imports, &ctx)?;
-        let limits = InstanceLimits::new(&store, &instance, &ctx.limits);
-        let memory = instance
-            .exports
-            .get_memory("memory")
-            .map_err(|_| InstantiateError::NoMemory)?
-            .clone();
-        let realloc = instance
-            .exports
-            .get_typed_function::<(i32, i32, i32, i32), i32>(&store, "cabi_realloc")
-            .ok();
-        {
-            let data = env.as_mut(&mut store);
+        let imports = canonical_imports(linker.store_mut(), &env, module);
+        let mut realloc = None;
+        let Instantiated {
+            store,
+            instance,
+            memory,
+            core,
+        } = linker.instantiate(module, imports, |store, instance, memory| {
+            realloc = instance
+                .exports
+                .get_typed_function::<(i32, i32, i32, i32), i32>(&*store, "cabi_realloc")
+                .ok();
+            let data = env.as_mut(store);
             data.memory = Some(memory.clone());
             data.realloc = realloc.clone();
-        }
-        if let Some(state) = wasi_state.as_mut() {
-            state.initialize(&mut store, &instance)?;
-        }
-        run_initialize(&mut store, &instance, &memory, &limits, &ctx.plugin_id)?;
+        })?;
         Ok(CanonicalInstance {
+            core,
             store,
             instance,
             memory,
             realloc,
-            ctx,
-            owner,
-            limits,
             prepared: Vec::new(),
             _env: env,
-            _wasi: wasi_state,
         })
     }
 
@@ -124,7 +94,7 @@ impl CanonicalInstance {
 
     /// Metering points left of the last call's CPU budget (None when not metered).
     pub fn remaining_points(&mut self) -> Option<u64> {
-        self.limits.remaining_points(&mut self.store)
+        self.core.remaining_points(&mut self.store)
     }
 
     /// Does the module export this interface function (with the contract's signature)?
@@ -152,27 +122,9 @@ impl CanonicalInstance {
         args: &[Val],
     ) -> Result<Option<Val>, CallError> {
         let name = export_name(iface, func);
-        let guard = self.limits.begin(&mut self.store);
+        let guard = self.core.begin_call(&mut self.store);
         let result = self.call_inner(&name, iface, func, args);
-        result.map_err(|e| {
-            let e = self.limits.check(
-                &mut self.store,
-                &guard,
-                Some(&self.memory),
-                &self.ctx.plugin_id,
-                &name,
-                e,
-            );
-            if matches!(
-                e,
-                CallError::CpuBudget { .. }
-                    | CallError::TimeLimit { .. }
-                    | CallError::MemoryLimit { .. }
-            ) {
-                log::warn!("[plugin:{}] {e}", self.ctx.plugin_id);
-            }
-            e
-        })
+        result.map_err(|e| self.core.limit_error(&mut self.store, &guard, &name, e))
     }
 
     /// Resolve `iface#func` (cached per instance): the contract signature, the export with
@@ -198,11 +150,11 @@ impl CanonicalInstance {
         let found = export.ty(&self.store);
         let expected = sig.export_signature();
         if found != expected {
-            return Err(CallError::Missing(format!(
-                "export {name} has signature {}, expected {} (built against another tark.wit?)",
-                signature_string(&found),
-                signature_string(&expected)
-            )));
+            return Err(CallError::ExportSignature {
+                export: name,
+                expected: signature_string(&expected),
+                found: signature_string(&found),
+            });
         }
         let post = self
             .instance
@@ -242,24 +194,14 @@ impl CanonicalInstance {
         };
         let name = name.to_string();
         if args.len() != sig.params.len() {
-            return Err(CallError::BadResult {
-                what: format!("{name} arguments"),
-                message: format!(
-                    "expected {} arguments, got {}",
-                    sig.params.len(),
-                    args.len()
-                ),
+            return Err(CallError::ArgumentCount {
+                function: name,
+                expected: sig.params.len(),
+                given: args.len(),
             });
         }
         // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
-        let _rt = match &self._wasi {
-            Some(_) => Some(
-                wasi::tokio_runtime()
-                    .map_err(|e| CallError::Missing(e.to_string()))?
-                    .enter(),
-            ),
-            None => None,
-        };
+        let _rt = self.core.enter_wasi()?;
         let abi = |e: AbiError| CallError::Abi {
             function: name.clone(),
             message: e.to_string(),
@@ -283,20 +225,16 @@ impl CanonicalInstance {
             .call(&mut self.store, &flat_args)
             .map_err(|e| CallError::Trap {
                 function: name.clone(),
-                message: {
-                    let m = e.message();
-                    if m.is_empty() {
-                        e.to_string()
-                    } else {
-                        m
-                    }
-                },
+                message: trap_message(&e),
             })?;
         let value = match &sig.result {
             None => None,
             Some(ty) => {
-                let mut reader =
-                    Reader::new(&self.store, &self.memory, self.ctx.limits.guest_read_max);
+                let mut reader = Reader::new(
+                    &self.store,
+                    &self.memory,
+                    self.core.ctx().limits.guest_read_max,
+                );
                 if spill_results {
                     let ptr = match results.first() {
                         Some(Value::I32(p)) => *p as u32,
@@ -321,7 +259,7 @@ impl CanonicalInstance {
             None if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
                 log::warn!(
                     "[plugin:{}] {name} returns guest memory but exports no cabi_post_{name}",
-                    self.ctx.plugin_id
+                    self.core.ctx().plugin_id
                 );
                 return Err(CallError::MissingPostReturn(name));
             }

@@ -304,6 +304,27 @@ impl Val {
     }
 }
 
+/// A record value of type `ty` from its fields given by WIT name, in any order, so that
+/// code building records does not depend on the field order of the WIT (which the
+/// canonical ABI's layout does). Every field of `ty` must be given exactly once.
+pub fn record_by_name(ty: &Ty, mut fields: Vec<(&str, Val)>) -> Result<Val, TypeMismatch> {
+    let Ty::Record(defs) = ty else {
+        return Err(mismatch(ty, "not a record type"));
+    };
+    let mut vals = Vec::with_capacity(defs.len());
+    for (name, _) in defs {
+        let pos = fields
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| mismatch(ty, format!("field {name} not given")))?;
+        vals.push(fields.swap_remove(pos).1);
+    }
+    if let Some((name, _)) = fields.first() {
+        return Err(mismatch(ty, format!("no field {name}")));
+    }
+    Ok(Val::Record(vals))
+}
+
 /// A value did not match its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("value does not match type {ty}: {detail}")]

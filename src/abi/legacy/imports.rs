@@ -1,5 +1,6 @@
-//! The `tark:*` host functions of the legacy ABI: exact signatures, return codes and
-//! JSON envelopes of tark, over the ABI-agnostic services in [`crate::host`].
+//! The `tark:*` host functions of the legacy ABI: exact signatures and return codes of
+//! tark, over the ABI-agnostic services in [`crate::host`] (which also build tark's JSON
+//! envelopes, [`crate::host::wire`]; this adapter only moves their bytes).
 //!
 //! Every argument from the guest is treated as hostile: pointers and lengths are
 //! `u32` with checked ranges, strings are strict UTF-8, answers above the configured
@@ -9,16 +10,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use wasmer::{
     imports, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Memory, MemoryView,
     Store, Type,
 };
 
 use crate::abi::memory::{self, u32_arg};
+use crate::abi::panic_message;
+use crate::host::wire::{
+    parse_headers, ws_connect_envelope, ws_ok_envelope, ws_recv_envelope, ws_send_envelope,
+};
 use crate::host::{
-    EnvError, FsError, HttpError, HttpMethod, OwnerId, PluginContext, StorageError, WsError,
-    WsEvent,
+    http, EnvError, FsError, HttpError, HttpMethod, OwnerId, PluginContext, StorageError, WsError,
 };
 
 /// Per-instance state of the legacy host functions.
@@ -85,11 +88,7 @@ fn guarded<R>(
     match catch_unwind(AssertUnwindSafe(|| body(env))) {
         Ok(r) => Ok(r),
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_string());
+            let message = panic_message(payload.as_ref());
             log::error!(
                 "[plugin:{}] host function {import} panicked: {message}",
                 env.data().ctx.plugin_id
@@ -117,116 +116,6 @@ fn write_answer(view: &MemoryView<'_>, ret_ptr: i32, data: &[u8]) -> Option<i32>
     let n = i32::try_from(data.len()).ok()?;
     memory::write_bytes(view, u32_arg(ret_ptr), data).ok()?;
     Some(n)
-}
-
-/// Parse tark's headers JSON: an array of `[name, value]` pairs; anything else is no headers.
-pub fn parse_headers(json: &str) -> Vec<(String, String)> {
-    serde_json::from_str::<Vec<(String, String)>>(json).unwrap_or_default()
-}
-
-/// Build a JSON object with keys in alphabetical order, as tark's `json!` does.
-fn envelope(mut pairs: Vec<(&str, Value)>) -> String {
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    let mut map = Map::new();
-    for (k, v) in pairs {
-        map.insert(k.to_string(), v);
-    }
-    Value::Object(map).to_string()
-}
-
-/// `{"error": "<msg>"}`
-pub fn error_envelope(msg: &str) -> String {
-    envelope(vec![("error", Value::String(msg.to_string()))])
-}
-
-/// The HTTP answer envelope of tark (`body`, `headers`, `status` or `error`), bounded.
-pub fn http_envelope(
-    ctx: &PluginContext,
-    result: &Result<crate::host::HttpResponse, HttpError>,
-) -> String {
-    let text = match result {
-        Ok(resp) => envelope(vec![
-            ("body", Value::String(resp.body.clone())),
-            (
-                "headers",
-                Value::Array(
-                    resp.headers
-                        .iter()
-                        .map(|(k, v)| {
-                            Value::Array(vec![Value::String(k.clone()), Value::String(v.clone())])
-                        })
-                        .collect(),
-                ),
-            ),
-            ("status", Value::from(resp.status)),
-        ]),
-        Err(e) => error_envelope(&e.to_string()),
-    };
-    let limit = ctx.limits.http_response_max;
-    if text.len() > limit {
-        log::warn!(
-            "[plugin:{}] http answer refused: {} bytes over the limit of {limit}",
-            ctx.plugin_id,
-            text.len()
-        );
-        return error_envelope(&format!(
-            "response too large: {} bytes (limit {limit})",
-            text.len()
-        ));
-    }
-    text
-}
-
-/// The WebSocket `recv` envelope of tark.
-pub fn ws_recv_envelope(result: &Result<WsEvent, WsError>) -> String {
-    match result {
-        Ok(WsEvent::Message(m)) => envelope(vec![
-            ("closed", Value::Bool(false)),
-            ("error", Value::Null),
-            ("message", Value::String(m.clone())),
-            ("ok", Value::Bool(true)),
-        ]),
-        Ok(WsEvent::TooLarge) => envelope(vec![
-            ("closed", Value::Bool(false)),
-            ("error", Value::String("message_too_large".into())),
-            ("message", Value::Null),
-            ("ok", Value::Bool(true)),
-        ]),
-        Ok(WsEvent::Closed(reason)) => envelope(vec![
-            ("closed", Value::Bool(true)),
-            ("error", Value::String(reason.clone())),
-            ("message", Value::Null),
-            ("ok", Value::Bool(true)),
-        ]),
-        Ok(WsEvent::Timeout { closed }) => envelope(vec![
-            ("closed", Value::Bool(*closed)),
-            ("error", Value::Null),
-            ("message", Value::Null),
-            ("ok", Value::Bool(true)),
-        ]),
-        Err(e) => ws_error_envelope(e),
-    }
-}
-
-/// `{"error": "<msg>", "ok": false}`
-pub fn ws_error_envelope(e: &WsError) -> String {
-    envelope(vec![
-        ("error", Value::String(e.to_string())),
-        ("ok", Value::Bool(false)),
-    ])
-}
-
-/// `{"ok": true}`
-pub fn ws_ok_envelope() -> String {
-    envelope(vec![("ok", Value::Bool(true))])
-}
-
-/// `{"handle": n, "ok": true}`
-pub fn ws_handle_envelope(handle: u64) -> String {
-    envelope(vec![
-        ("handle", Value::from(handle)),
-        ("ok", Value::Bool(true)),
-    ])
 }
 
 fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<i32, HostTrap> {
@@ -320,7 +209,7 @@ fn http_common(
     if let Err(HttpError::Denied(_)) = result {
         return -2;
     }
-    let text = http_envelope(&ctx, &result);
+    let text = http::bounded_envelope(&ctx, &result);
     write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
 }
 
@@ -378,9 +267,8 @@ fn ws_connect(
             return -1;
         };
         let text = match ctx.ws_connect(owner, &url, &parse_headers(&headers)) {
-            Ok(h) => ws_handle_envelope(h),
             Err(WsError::Denied(_)) => return -2,
-            Err(e) => ws_error_envelope(&e),
+            result => ws_connect_envelope(&result),
         };
         write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
     })
@@ -399,10 +287,7 @@ fn ws_send(mut env: Env<'_>, handle: i64, dp: i32, dl: i32, ret: i32) -> Result<
         let Some(data) = read_str(&view, &ctx, dp, dl) else {
             return -1;
         };
-        let text = match ctx.ws_send(owner, handle_arg(handle), &data) {
-            Ok(()) => ws_ok_envelope(),
-            Err(e) => ws_error_envelope(&e),
-        };
+        let text = ws_send_envelope(&ctx.ws_send(owner, handle_arg(handle), &data));
         write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
     })
 }
@@ -540,35 +425,6 @@ pub fn legacy_imports(store: &mut Store, env: &FunctionEnv<LegacyEnv>) -> Import
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelopes_have_tark_key_order() {
-        assert_eq!(error_envelope("x"), r#"{"error":"x"}"#);
-        assert_eq!(ws_handle_envelope(3), r#"{"handle":3,"ok":true}"#);
-        assert_eq!(
-            ws_recv_envelope(&Ok(WsEvent::Message("hi".into()))),
-            r#"{"closed":false,"error":null,"message":"hi","ok":true}"#
-        );
-        assert_eq!(
-            ws_recv_envelope(&Err(WsError::UnknownHandle)),
-            r#"{"error":"Unknown websocket handle","ok":false}"#
-        );
-        assert_eq!(
-            ws_recv_envelope(&Ok(WsEvent::Timeout { closed: false })),
-            r#"{"closed":false,"error":null,"message":null,"ok":true}"#
-        );
-    }
-
-    #[test]
-    fn headers_parse_like_tark() {
-        assert_eq!(
-            parse_headers(r#"[["A","b"]]"#),
-            vec![("A".to_string(), "b".to_string())]
-        );
-        assert!(parse_headers(r#"{"A":"b"}"#).is_empty());
-        assert!(parse_headers("").is_empty());
-        assert!(parse_headers(r#"[["A"]]"#).is_empty());
-    }
 
     #[test]
     fn signatures_cover_every_import() {

@@ -1,21 +1,18 @@
-//! One instance of a legacy-ABI plugin and the calling conventions of tark
-//! (legacy ABI spec §2.2), with the fixes of §6.1: larger checked output buffers,
-//! `dealloc` after every host allocation, `alloc(0)` never called, every returned
-//! range validated, and the guest's `{"error": ...}` text surfaced.
+//! One instance of a legacy-ABI plugin and tark's export calling conventions (R, P, PR, S,
+//! V: see `src/plugin/mod.rs` and `tests/legacy_abi.rs`), with these fixes over tark:
+//! larger checked output buffers, `dealloc` after every host allocation, `alloc(0)` never
+//! called, every returned range validated, and the guest's `{"error": ...}` text surfaced.
+//! Instantiation, limits and WASI are the ABI-neutral core's ([`crate::abi::instance`]).
 
 use std::sync::Arc;
 
-use wasmer::{
-    ExternType, Function, FunctionEnv, Instance, Memory, Module, RuntimeError, Store, Type,
-    TypedFunction, Value,
-};
+use wasmer::{Function, FunctionEnv, Instance, Memory, Module, Store, Type, TypedFunction, Value};
 
 use super::imports::{legacy_imports, provided_signature, LegacyEnv};
+use crate::abi::instance::{trap_message, InstanceCore, InstantiateError, Instantiated, Linker};
 use crate::abi::memory::{self, check_range};
-use crate::abi::wasi::{self, WasiState};
-use crate::abi::{check_imports, CallError, LinkError};
-use crate::host::{next_owner_id, OwnerId, PluginContext};
-use crate::limits::{self, DeadlineGuard, InstanceLimits, Limits};
+use crate::abi::CallError;
+use crate::host::PluginContext;
 
 /// Output buffers the host allocates for R / PR calls when the guest allows it.
 pub const PREFERRED_OUT_BUF: usize = 256 * 1024;
@@ -29,182 +26,44 @@ pub enum Output {
     Buffer(usize),
 }
 
-/// Instantiating a legacy plugin failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InstantiateError {
-    /// The module imports something the host does not provide.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// WASI could not be set up.
-    #[error(transparent)]
-    Wasi(#[from] wasi::WasiSetupError),
-    /// wasmer refused to instantiate (or the start function trapped).
-    #[error("Failed to instantiate plugin: {0}")]
-    Instantiate(String),
-    /// The module does not export `memory`.
-    #[error("Plugin has no memory export")]
-    NoMemory,
-    /// The module's initial linear memory is above the plugin's memory limit.
-    #[error("plugin {plugin} declares an initial linear memory of {pages} pages ({} MiB), above its memory limit of {} MiB", u64::from(*pages) / 16, u64::from(*limit_pages) / 16)]
-    MemoryTooLarge {
-        /// Plugin id.
-        plugin: String,
-        /// Declared initial size in 64 KiB pages.
-        pages: u32,
-        /// The limit in pages.
-        limit_pages: u32,
-    },
-    /// The start function or `_initialize` broke a CPU or time limit.
-    #[error("Failed to instantiate plugin: {0}")]
-    Limit(CallError),
-}
-
-/// Refuse, with a clear error, a module whose exported memory starts above the limit
-/// (memories it does not export are still capped by the store's tunables).
-pub(crate) fn check_initial_memory(
-    module: &Module,
-    plugin: &str,
-    limits: &Limits,
-) -> Result<(), InstantiateError> {
-    let limit_pages = limits.memory_max_pages();
-    for export in module.exports() {
-        if let ExternType::Memory(ty) = export.ty() {
-            if ty.minimum.0 > limit_pages {
-                return Err(InstantiateError::MemoryTooLarge {
-                    plugin: plugin.to_string(),
-                    pages: ty.minimum.0,
-                    limit_pages,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Instantiate under the plugin's wall-clock limit (the start function runs inside
-/// `Instance::new`; its CPU budget is the compiled-in [`limits::INITIAL_POINTS`]). A
-/// deadline breach becomes [`InstantiateError::Limit`].
-pub(crate) fn instantiate_limited(
-    store: &mut Store,
-    module: &Module,
-    imports: &wasmer::Imports,
-    ctx: &PluginContext,
-) -> Result<Instance, InstantiateError> {
-    let pre = InstanceLimits::for_store(store, &ctx.limits);
-    let guard = pre.begin(store);
-    Instance::new(store, module, imports).map_err(|e| {
-        if guard.fired() {
-            if let Some(limit) = ctx.limits.call_time_limit {
-                return InstantiateError::Limit(CallError::TimeLimit {
-                    plugin: ctx.plugin_id.clone(),
-                    function: "start".into(),
-                    limit,
-                });
-            }
-        }
-        InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id))
-    })
-}
-
-/// Run the module's `_initialize` (reactor modules) under the plugin's limits.
-pub(crate) fn run_initialize(
-    store: &mut Store,
-    instance: &Instance,
-    memory: &Memory,
-    limits: &InstanceLimits,
-    plugin: &str,
-) -> Result<(), InstantiateError> {
-    let Ok(init) = instance
-        .exports
-        .get_typed_function::<(), ()>(&*store, "_initialize")
-    else {
-        return Ok(());
-    };
-    let guard = limits.begin(store);
-    let r = init.call(store);
-    r.map_err(|e| {
-        let err = CallError::Trap {
-            function: "_initialize".into(),
-            message: trap_message(&e),
-        };
-        match limits.check(store, &guard, Some(memory), plugin, "_initialize", err) {
-            CallError::Trap { message, .. } => {
-                InstantiateError::Instantiate(format!("{plugin}: _initialize trapped: {message}"))
-            }
-            other => InstantiateError::Limit(other),
-        }
-    })
-}
-
 /// A live instance of a legacy plugin.
 pub struct LegacyInstance {
+    core: InstanceCore,
     store: Store,
     instance: Instance,
     memory: Memory,
     alloc: Option<TypedFunction<i32, i32>>,
     dealloc: Option<TypedFunction<(i32, i32), ()>>,
-    ctx: Arc<PluginContext>,
-    owner: OwnerId,
-    limits: InstanceLimits,
     _env: FunctionEnv<LegacyEnv>,
-    _wasi: Option<WasiState>,
-}
-
-impl Drop for LegacyInstance {
-    fn drop(&mut self) {
-        // WebSocket handles belong to the instance: close them with it.
-        self.ctx.ws_close_all(self.owner);
-    }
-}
-
-pub(crate) fn trap_message(e: &RuntimeError) -> String {
-    let msg = e.message();
-    if msg.is_empty() {
-        e.to_string()
-    } else {
-        msg
-    }
 }
 
 impl LegacyInstance {
     /// Check the module's imports and instantiate it with the `tark:*` host functions
     /// and, when it imports WASI, a sandboxed WASI environment.
     pub fn new(
-        mut store: Store,
+        store: Store,
         module: &Module,
         ctx: Arc<PluginContext>,
     ) -> Result<Self, InstantiateError> {
-        check_imports(module, &provided_signature)?;
-        check_initial_memory(module, &ctx.plugin_id, &ctx.limits)?;
-        limits::apply_memory_limit(&mut store, &ctx.limits);
-        let owner = next_owner_id();
+        let mut linker = Linker::new(store, module, ctx.clone(), &provided_signature)?;
+        let owner = linker.owner();
         let env = FunctionEnv::new(
-            &mut store,
+            linker.store_mut(),
             LegacyEnv {
                 ctx: ctx.clone(),
                 owner,
                 memory: None,
             },
         );
-        let mut imports = legacy_imports(&mut store, &env);
-        let mut wasi_state = None;
-        if wasi::imports_wasi(module) {
-            let (state, wasi_imports) = WasiState::new(&mut store, module, &ctx)?;
-            imports.extend(&wasi_imports);
-            wasi_state = Some(state);
-        }
-        let _rt = wasi::tokio_runtime()?.enter();
-        let instance = instantiate_limited(&mut store, module, &imports, &ctx)?;
-        let limits = InstanceLimits::new(&store, &instance, &ctx.limits);
-        let memory = instance
-            .exports
-            .get_memory("memory")
-            .map_err(|_| InstantiateError::NoMemory)?
-            .clone();
-        env.as_mut(&mut store).memory = Some(memory.clone());
-        if let Some(state) = wasi_state.as_mut() {
-            state.initialize(&mut store, &instance)?;
-        }
+        let imports = legacy_imports(linker.store_mut(), &env);
+        let Instantiated {
+            store,
+            instance,
+            memory,
+            core,
+        } = linker.instantiate(module, imports, |store, _, memory| {
+            env.as_mut(store).memory = Some(memory.clone());
+        })?;
         let alloc = instance
             .exports
             .get_typed_function::<i32, i32>(&store, "alloc")
@@ -219,25 +78,20 @@ impl LegacyInstance {
                 ctx.plugin_id
             );
         }
-        // Reactor modules expect `_initialize` once; tark's plugins export none.
-        run_initialize(&mut store, &instance, &memory, &limits, &ctx.plugin_id)?;
         Ok(LegacyInstance {
+            core,
             store,
             instance,
             memory,
             alloc,
             dealloc,
-            ctx,
-            owner,
-            limits,
             _env: env,
-            _wasi: wasi_state,
         })
     }
 
     /// The plugin context this instance serves.
     pub fn context(&self) -> &Arc<PluginContext> {
-        &self.ctx
+        self.core.ctx()
     }
 
     /// Current linear memory size in 64 KiB pages.
@@ -247,7 +101,7 @@ impl LegacyInstance {
 
     /// Metering points left of the last call's CPU budget (None when not metered).
     pub fn remaining_points(&mut self) -> Option<u64> {
-        self.limits.remaining_points(&mut self.store)
+        self.core.remaining_points(&mut self.store)
     }
 
     /// Does the module export `name` with exactly this core type?
@@ -265,7 +119,7 @@ impl LegacyInstance {
         let alloc = self
             .alloc
             .clone()
-            .ok_or_else(|| CallError::Missing("Plugin does not export 'alloc' function".into()))?;
+            .ok_or_else(|| CallError::MissingExport("alloc".into()))?;
         let size_i32 = i32::try_from(size).map_err(|_| CallError::AllocFailed {
             function: function.to_string(),
             size: size as u64,
@@ -322,16 +176,9 @@ impl LegacyInstance {
     ) -> Result<CallOutcome, CallError> {
         let func = self.typed_export(name, inputs.len(), output)?;
         // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
-        let _rt = match &self._wasi {
-            Some(_) => Some(
-                wasi::tokio_runtime()
-                    .map_err(|e| CallError::Missing(e.to_string()))?
-                    .enter(),
-            ),
-            None => None,
-        };
+        let _rt = self.core.enter_wasi()?;
         // One budget and one deadline for the whole call, `alloc`/`dealloc` included.
-        let guard = self.limits.begin(&mut self.store);
+        let guard = self.core.begin_call(&mut self.store);
         let mut allocations: Vec<(u32, usize)> = Vec::new();
         let result = self.call_inner(name, &func, inputs, output, &mut allocations);
         let result = match result {
@@ -339,28 +186,7 @@ impl LegacyInstance {
             Err(e) if e.poisons_instance() => Err(e),
             Err(e) => self.free(&allocations).and(Err(e)),
         };
-        result.map_err(|e| self.limit_error(name, &guard, e))
-    }
-
-    /// Turn a failure caused by a CPU, time or memory limit into its clear error.
-    fn limit_error(&mut self, name: &str, guard: &DeadlineGuard, e: CallError) -> CallError {
-        let e = self.limits.check(
-            &mut self.store,
-            guard,
-            Some(&self.memory),
-            &self.ctx.plugin_id,
-            name,
-            e,
-        );
-        if matches!(
-            e,
-            CallError::CpuBudget { .. }
-                | CallError::TimeLimit { .. }
-                | CallError::MemoryLimit { .. }
-        ) {
-            log::warn!("[plugin:{}] {e}", self.ctx.plugin_id);
-        }
-        e
+        result.map_err(|e| self.core.limit_error(&mut self.store, &guard, name, e))
     }
 
     fn typed_export(
@@ -452,7 +278,7 @@ impl LegacyInstance {
         if len as usize > out_size {
             log::error!(
                 "[plugin:{}] {name}: result exceeds output buffer: {len} > {out_size}",
-                self.ctx.plugin_id
+                self.core.ctx().plugin_id
             );
             return Err(CallError::OutputOverflow {
                 function: name.to_string(),
