@@ -13,10 +13,11 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use sha2::{Digest, Sha256};
 use tark_wasmer::abi::canonical::instance::CanonicalInstance;
 use tark_wasmer::abi::legacy::instance::LegacyInstance;
-use tark_wasmer::abi::{detect_abi, AbiKind};
+use tark_wasmer::abi::AbiKind;
 use tark_wasmer::cache::ArtifactCache;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
 use tark_wasmer::host::{HostConfig, HostServices, PluginContext};
+use tark_wasmer::inspect::detect_abi;
 use tark_wasmer::{Limits, PluginCapabilities};
 use wasmer::Module;
 

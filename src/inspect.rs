@@ -1,10 +1,10 @@
 //! What a wasm module declares, read from its bytes without compiling it: imports,
 //! exports with their core function types, custom section names and memory exports;
 //! and from those the ABI and tark world it speaks. `plugin info` and `plugin check`
-//! use it; [`crate::abi::detect_abi`] / [`crate::abi::detect_world`] answer the same
-//! questions for a compiled module.
+//! use it; [`detect_abi`] / [`detect_world`] answer the same questions for a compiled
+//! module (the engine's path).
 
-use wasmer::{FunctionType, Type};
+use wasmer::{FunctionType, Module, Type};
 use wasmparser::{CompositeInnerType, ExternalKind, Parser, Payload, RefType, TypeRef, ValType};
 
 use crate::abi::canonical::contract::{Contract, PACKAGE};
@@ -231,6 +231,22 @@ fn func_type(types: &[Option<FunctionType>], index: u32) -> Result<FunctionType,
         .and_then(|i| types.get(i))
         .and_then(Clone::clone)
         .ok_or_else(|| InspectError::Invalid(format!("type {index} is not a function type")))
+}
+
+/// Which ABI a compiled module speaks (the rule is [`abi_of`]).
+pub fn detect_abi(module: &Module) -> AbiKind {
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+    let imports: Vec<String> = module.imports().map(|i| i.module().to_string()).collect();
+    abi_of(
+        exports.iter().map(String::as_str),
+        imports.iter().map(String::as_str),
+    )
+}
+
+/// The tark world a compiled canonical module was built for (the rule is [`world_of`]).
+pub fn detect_world(custom_sections: &[String], module: &Module) -> Option<String> {
+    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+    world_of(custom_sections, exports.iter().map(String::as_str))
 }
 
 /// The ABI of a module with these export names and import modules: canonical when it

@@ -54,17 +54,6 @@ impl fmt::Display for AbiKind {
     }
 }
 
-/// Tell which ABI a module speaks from its imports and exports (the rule lives in
-/// [`crate::inspect::abi_of`]).
-pub fn detect_abi(module: &Module) -> AbiKind {
-    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
-    let imports: Vec<String> = module.imports().map(|i| i.module().to_string()).collect();
-    crate::inspect::abi_of(
-        exports.iter().map(String::as_str),
-        imports.iter().map(String::as_str),
-    )
-}
-
 /// A module that cannot be linked against this host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -365,13 +354,6 @@ impl CallError {
                 | CallError::MemoryLimit { .. }
         )
     }
-}
-
-/// The tark world a canonical module was built for (the rule lives in
-/// [`crate::inspect::world_of`]).
-pub fn detect_world(custom_sections: &[String], module: &Module) -> Option<String> {
-    let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
-    crate::inspect::world_of(custom_sections, exports.iter().map(String::as_str))
 }
 
 /// The world a plugin of this manifest type is built for.

@@ -27,10 +27,11 @@ use crate::abi::canonical::contract::{Contract, FuncSig};
 use crate::abi::canonical::instance::CanonicalInstance;
 use crate::abi::canonical::types::{from_json, to_json, Ty, Val};
 use crate::abi::legacy::instance::{CallOutcome, LegacyInstance, Output};
-use crate::abi::{detect_abi, detect_world, world_for_type, AbiKind, CallError};
+use crate::abi::{world_for_type, AbiKind, CallError};
 use crate::engine::{CompiledModule, WasmEngine};
 use crate::error::{Error, Result};
 use crate::host::PluginContext;
+use crate::inspect::{detect_abi, detect_world};
 use crate::manifest::PluginType;
 use crate::registry::InstalledPlugin;
 
