@@ -1,24 +1,87 @@
-//! tark-wasmer: a plugin host for tark built on wasmer.
+//! tark-wasmer: a plugin host for [tark](https://github.com/thoughtoinnovate/tark) built on
+//! wasmer. It runs tark's WebAssembly plugins (auth, tool, provider, channel and hook
+//! plugins) unchanged, whether they speak tark's legacy host-function ABI or the
+//! canonical ABI of `wit-bindgen` plugins, on the singlepass or cranelift compiler.
 //!
-//! Data flows one way: `plugin.toml` -> [`manifest`] -> [`registry`] -> [`engine`]
-//! (compile or load) -> instance with host services ([`host`]) wired through one ABI
-//! adapter ([`abi`]) -> typed plugin handle ([`plugin`]) -> caller.
+//! # How the pieces meet
+//!
+//! Data flows one way, and this crate's items are listed in that order below:
+//!
+//! ```text
+//! plugin.toml -> manifest -> registry -> engine (compile, or load from the artifact cache)
+//!     -> instance: host services wired through one ABI adapter, under limits
+//!     -> typed plugin handle (PluginInstance) -> caller (tark, the CLI, a test)
+//! ```
+//!
+//! - A [`PluginManifest`] is one parsed `plugin.toml` (tark's format and rules).
+//! - The [`PluginRegistry`] finds [`InstalledPlugin`]s on tark's on-disk layout and
+//!   installs, updates and removes them.
+//! - A [`WasmEngine`] per [`Compiler`] compiles modules once per process; the
+//!   [`ArtifactCache`] keeps compiled code on disk so a plugin compiles once per machine.
+//! - [`PluginHost`] ties it together: it loads plugins and hands out [`PluginInstance`]s,
+//!   whose methods carry tark's names (`provider_info`, `channel_poll`, ...) and return
+//!   the typed records of tark's interfaces ([`types`]). Every method is a row of
+//!   [`plugin::functions`], the one table of plugin functions.
+//! - Each call runs under [`Limits`] (CPU budget, wall-clock limit, memory cap); host
+//!   services (storage, HTTP, WebSocket, environment, files, log) are granted by the
+//!   plugin's capabilities and nothing else.
+//! - Failures are typed: [`Error`] says which stage failed for which plugin; a failed
+//!   call carries a [`CallError`], and an instance that may be inconsistent afterwards is
+//!   discarded (the next call gets a fresh one).
+//!
+//! [`check`] and [`inspect`] answer "will this plugin work here?" without running it, and
+//! [`tark`] is a drop-in for tark's own `crate::plugins` module.
+//!
+//! ```no_run
+//! use tark_wasmer::{Compiler, HostOptions, PluginHost};
+//!
+//! # fn main() -> tark_wasmer::Result<()> {
+//! let mut host = PluginHost::with_options(HostOptions {
+//!     compiler: Some(Compiler::Cranelift),
+//!     ..Default::default()
+//! })?;
+//! host.load_id("legacy-provider")?;
+//! if let Some(provider) = host.get_mut("legacy-provider") {
+//!     let info = provider.provider_info()?; // a typed ProviderInfo
+//!     println!("{}", info.display_name);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `ARCHITECTURE.md` in the repository maps the modules and the rules between them.
 
-pub mod abi;
-pub mod cache;
-pub mod check;
-pub mod engine;
-pub mod error;
-pub mod host;
-pub mod inspect;
-pub mod limits;
+// ---- 1. Describing and finding plugins -------------------------------------------------
 pub mod manifest;
-pub mod plugin;
-pub mod policy;
 pub mod registry;
+mod policy;
 
+// ---- 2. Compiling -----------------------------------------------------------------------
+pub mod cache;
+pub mod engine;
+pub mod limits;
+
+// ---- 3. Host services and the ABI adapters (internal: only `abi` touches guest memory) --
+mod abi;
+mod host;
+
+// ---- 4. Plugins: typed handles, the function table, checks ------------------------------
+pub mod check;
+pub mod inspect;
+pub mod plugin;
+
+// ---- 5. Faces for other users -----------------------------------------------------------
+pub mod lowlevel;
+
+mod error;
+
+pub use abi::{AbiKind, CallError, GuestMemoryError, InstantiateError, LinkError};
+pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
+pub use engine::{Compiler, EngineError, EngineSettings, WasmEngine};
 pub use error::{Error, Result};
+pub use host::{HostConfig, HostError};
 pub use limits::Limits;
 pub use manifest::{PluginCapabilities, PluginManifest, PluginType};
 pub use plugin::{HostOptions, PluginHost, PluginInstance};
-pub use registry::{InstalledPlugin, PluginRegistry};
+pub use policy::PolicyConfig;
+pub use registry::{InstallSource, InstalledPlugin, PluginRegistry};

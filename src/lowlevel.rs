@@ -1,0 +1,14 @@
+//! The ABI adapters themselves, for conformance tests, fuzzers and benchmarks that need to
+//! drive one wasm instance directly: a legacy or canonical instance over host services,
+//! dynamic canonical values and the parsed WIT contract. Running plugins needs none of
+//! this ([`crate::PluginHost`] is the way in); these items carry no stability promise.
+
+pub use crate::abi::canonical::contract::{Contract, FuncSig};
+pub use crate::abi::canonical::instance::CanonicalInstance;
+pub use crate::abi::canonical::lift::AbiError;
+pub use crate::abi::canonical::types::{Ty, Val};
+pub use crate::abi::legacy::imports::LEGACY_IMPORTS;
+pub use crate::abi::legacy::instance::{CallOutcome, LegacyInstance, Output};
+pub use crate::host::http::HttpResponse;
+pub use crate::host::storage::StoreRegistry;
+pub use crate::host::{HostServices, PluginContext};
