@@ -8,6 +8,7 @@ pub mod abi;
 pub mod cache;
 pub mod engine;
 pub mod error;
+mod fsutil;
 pub mod host;
 pub mod limits;
 pub mod manifest;

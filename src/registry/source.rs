@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, RegistryError, INSTALL_FILE};
+use crate::fsutil::{self, AtomicWrite, WriteStep};
 
 /// `.install.json`: where a plugin came from, so `update` can fetch it again. Field order is
 /// tark's struct order, which is the key order in the file.
@@ -103,16 +104,26 @@ impl InstallSource {
             })
     }
 
-    /// Write `<plugin_dir>/.install.json` atomically (temporary file + rename).
+    /// Write `<plugin_dir>/.install.json` atomically (temporary file, fsync, rename).
     pub fn write(&self, plugin_dir: &Path) -> Result<(), RegistryError> {
         let path = plugin_dir.join(INSTALL_FILE);
-        let tmp = plugin_dir.join(format!("{INSTALL_FILE}.tmp-{}", std::process::id()));
+        let tmp = fsutil::tmp_sibling(&path);
         let json = self.to_json_pretty()?;
-        std::fs::write(&tmp, json).map_err(io_err(format!("Failed to write {}", tmp.display())))?;
-        std::fs::rename(&tmp, &path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io_err(format!("Failed to write {}", path.display()))(e)
-        })
+        let write = AtomicWrite {
+            target: &path,
+            tmp: &tmp,
+            mode: None,
+        };
+        // The directory fsync is best effort, as before: the rename is the commit.
+        write.write(&[json.as_bytes()]).map_err(|e| {
+            let failed = if e.step == WriteStep::Rename {
+                &path
+            } else {
+                &tmp
+            };
+            io_err(format!("Failed to write {}", failed.display()))(e.error)
+        })?;
+        Ok(())
     }
 }
 

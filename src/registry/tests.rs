@@ -120,10 +120,12 @@ fn install_json_has_tarks_key_order_and_format() {
     );
     assert_eq!(InstallSource::read(&f.root).unwrap(), Some(s));
     assert_eq!(temp_leftovers(&f.root), Vec::<String>::new());
-    assert!(!f
-        .root
-        .join(format!("{INSTALL_FILE}.tmp-{}", std::process::id()))
-        .exists());
+    let install_temps: Vec<String> = fs::read_dir(&f.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{INSTALL_FILE}.tmp-")))
+        .collect();
+    assert_eq!(install_temps, Vec::<String>::new());
 }
 
 #[test]
