@@ -17,7 +17,8 @@
 //! - Every write is a read-modify-write under the process-local mutex and an exclusive
 //!   `flock` on `<data_dir>/.storage.lock`: reload if changed, modify, write a temporary
 //!   file in the same directory, fsync, rename over `storage.json`, fsync the directory
-//!   (`crate::fsutil::AtomicWrite`). Memory is only updated once the rename succeeded, so it always equals the disk.
+//!   (`crate::fsutil::AtomicWrite`). Memory is only updated once the rename succeeded, so
+//!   it always equals the disk.
 //! - A file that is not a JSON object of strings is never overwritten: under the lock it
 //!   is re-read once (tark writes in place, so a reader may catch it half-written), then
 //!   moved aside to `storage.json.corrupt-<unix seconds>` (never replacing an existing

@@ -17,7 +17,7 @@
 //! - `sections.rs`: the optional sections `[capabilities]`, `[contributes]`, `[activation]`.
 //! - `oauth.rs`: `[oauth]` and its `${VAR}` placeholder expansion.
 //! - `validate.rs`: validation, the `wasm` path rules, warnings and the compatibility check.
-//! - `tests.rs`: unit tests for all of the above.
+//! - `tests/`: unit tests, one file per file above (`tests/mod.rs` has the shared fixtures).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -345,20 +345,24 @@ impl PluginManifest {
     }
 }
 
-/// Escape control characters so manifest text cannot drive a terminal.
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+/// Text from a manifest or the file system made safe for a terminal: control characters
+/// (newlines, escape sequences) are shown escaped, so a hostile manifest cannot drive the
+/// terminal or break the layout. The one copy: error texts here and the command line's
+/// output (`src/cli/output.rs` re-exports it) both use it.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
-fn join_printable(items: &[String]) -> String {
+/// [`printable`] items joined with `, `.
+pub fn printable_list(items: &[String]) -> String {
     items
         .iter()
         .map(|s| printable(s))

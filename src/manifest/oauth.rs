@@ -22,7 +22,7 @@ fn default_true() -> bool {
 
 /// `[oauth]`: configuration for `tark plugin auth`. `${VAR}` placeholders in the string
 /// fields are expanded from the environment at load (see the `oauth_*` tests in
-/// `src/manifest/tests.rs`).
+/// `src/manifest/tests/oauth.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthConfig {
     /// Which OAuth flow.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::join_printable;
+use super::printable_list;
 
 /// `[capabilities]`: what the plugin may reach. All default to empty / false.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,13 +33,13 @@ impl PluginCapabilities {
             lines.push("  • Storage access".to_string());
         }
         if !self.http.is_empty() {
-            lines.push(format!("  • HTTP to: {}", join_printable(&self.http)));
+            lines.push(format!("  • HTTP to: {}", printable_list(&self.http)));
         }
         if !self.env.is_empty() {
-            lines.push(format!("  • Env vars: {}", join_printable(&self.env)));
+            lines.push(format!("  • Env vars: {}", printable_list(&self.env)));
         }
         if !self.fs_read.is_empty() {
-            lines.push(format!("  • Read files: {}", join_printable(&self.fs_read)));
+            lines.push(format!("  • Read files: {}", printable_list(&self.fs_read)));
         }
         if self.shell {
             lines.push("  • ⚠️  Shell access (dangerous!)".to_string());

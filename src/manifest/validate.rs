@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::{
-    invalid, is_valid_plugin_name, join_printable, printable, ManifestError, PluginManifest,
+    invalid, is_valid_plugin_name, printable, printable_list, ManifestError, PluginManifest,
     PluginType, COMPAT_TARK_VERSION, MANIFEST_FILE, PLUGIN_API_VERSION,
 };
 
@@ -147,7 +147,7 @@ impl PluginManifest {
         if !self.capabilities.filesystem.is_empty() {
             out.push(format!(
                 "Plugin '{id}' declares [capabilities] filesystem = [{}]; this grants no access (only fs_read paths are readable)",
-                join_printable(&self.capabilities.filesystem)
+                printable_list(&self.capabilities.filesystem)
             ));
         }
         if let Some(min) = &self.plugin.min_tark_version {

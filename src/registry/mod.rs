@@ -1,6 +1,6 @@
 //! The plugins directory: tark's on-disk layout, with two hygiene fixes over tark: local
 //! sources are recorded as absolute paths, and every change is all-or-nothing (README.md,
-//! "The command line"; the tests in `src/registry/tests.rs` pin both).
+//! "The command line"; the tests in `src/registry/tests/` pin both).
 //!
 //! Layout: `<plugins_dir>/<id>/` holds a copy of the plugin's source tree, `data/` (runtime
 //! storage), `.install.json` (where it came from) and an optional empty `.disabled` marker.
@@ -19,7 +19,7 @@
 //! - `source.rs`: [`InstallSource`], the `.install.json` record.
 //! - `install.rs`: install / update / remove with staging, backup and rollback.
 //! - `copy.rs`: copying a plugin source tree (skips, symlink rules, limits).
-//! - `tests.rs`: unit tests for all of the above.
+//! - `tests/`: unit tests, one file per file above (`tests/mod.rs` has the shared fixtures).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -114,7 +114,7 @@ impl InstallSource {
             tmp: &tmp,
             mode: None,
         };
-        // The directory fsync is best effort, as before: the rename is the commit.
+        // The directory fsync is best effort: the rename is the commit.
         write.write(&[json.as_bytes()]).map_err(|e| {
             let failed = if e.step == WriteStep::Rename {
                 &path
