@@ -35,7 +35,7 @@ use std::time::SystemTime;
 use crate::fsutil::{self, AtomicWrite, WriteStep};
 
 /// The storage file's name inside the data directory (tark's name). This is its one
-/// definition; `crate::registry` re-exports it.
+/// definition; the registry re-exports it.
 pub const STORAGE_FILE: &str = "storage.json";
 /// The cross-process lock file's name inside the data directory.
 pub const LOCK_FILE: &str = ".storage.lock";
