@@ -22,8 +22,8 @@
 //!   the mtime) are removed until the total fits the limit.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 use wasmer::sys::NativeEngineExt;
 use wasmer::{Engine, Module};
+
+use crate::fsutil::{AtomicWrite, WriteStep};
 
 /// Environment variable naming the cache directory (same as `--cache-dir`).
 pub const CACHE_DIR_ENV: &str = "TARK_WASMER_CACHE_DIR";
@@ -608,21 +610,23 @@ impl ArtifactCache {
         }
         .encode();
         let target = self.entry_path(key);
-        let (tmp, mut file) = self.create_temp(&key.hex())?;
-        let written = file
-            .write_all(&header)
-            .and_then(|()| file.write_all(&payload))
-            .and_then(|()| file.sync_all());
-        drop(file);
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &target)) {
-            let _ = fs::remove_file(&tmp);
+        let tmp = self.temp_path(&key.hex());
+        let write = AtomicWrite {
+            target: &target,
+            tmp: &tmp,
+            mode: Some(0o600),
+        };
+        // The directory fsync is best effort: the rename is what makes the entry visible.
+        if let Err(e) = write.write(&[&header, &payload]) {
+            if e.step == WriteStep::Create {
+                return Err(io_err("creating", &tmp)(e.error));
+            }
             return Err(CacheError::Io {
                 what: "writing",
                 path: target,
-                source: e,
+                source: e.error,
             });
         }
-        sync_dir(&self.dir);
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         log::debug!(
             "artifact cache: stored {} ({total} bytes)",
@@ -653,24 +657,19 @@ impl ArtifactCache {
         dir_is_private(&self.dir, &meta).map_err(CacheError::Unsafe)
     }
 
-    /// A new temporary file in the cache directory (same file system, so rename is atomic).
-    fn create_temp(&self, stem: &str) -> Result<(PathBuf, File), CacheError> {
+    /// A fresh temporary path in the cache directory (same file system, so rename is
+    /// atomic); its prefix lets [`Self::evict`] sweep stale ones.
+    fn temp_path(&self, stem: &str) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!(
+        self.dir.join(format!(
             "{TMP_PREFIX}{stem}-{}-{nanos}-{n}",
             std::process::id()
-        ));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&tmp).map_err(io_err("creating", &tmp))?;
-        Ok((tmp, file))
+        ))
     }
 
     /// Entries in the directory (none when it does not exist).
@@ -898,16 +897,6 @@ fn check_private(_dir: &Path, file: &fs::Metadata) -> Result<(), Rejection> {
     } else {
         Err(Rejection::NotPrivate("not a regular file".into()))
     }
-}
-
-/// Make the rename durable (unix; elsewhere the rename itself is all we can do).
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[cfg(test)]

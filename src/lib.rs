@@ -74,6 +74,7 @@ pub mod plugin;
 pub mod lowlevel;
 
 mod error;
+mod fsutil;
 
 pub use abi::{AbiKind, CallError, GuestMemoryError, InstantiateError, LinkError};
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};

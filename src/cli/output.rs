@@ -120,29 +120,8 @@ impl Out {
     }
 }
 
-/// Text from a manifest or the file system made safe for a terminal: control characters
-/// (newlines, escape sequences) are shown escaped, so a hostile manifest cannot drive the
-/// terminal or break the layout.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// [`printable`] items joined with `, `.
-pub fn printable_list(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|s| printable(s))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// Terminal-safe text: one copy, in the library (manifest errors use it too).
+pub use tark_wasmer::manifest::{printable, printable_list};
 
 /// The first `n` characters of `s` (tark's description cut-off is in characters).
 pub fn first_chars(s: &str, n: usize) -> String {
