@@ -15,8 +15,8 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use tark_wasmer::abi::canonical::types::Val;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
+use tark_wasmer::lowlevel::Val;
 use tark_wasmer::{PluginHost, PluginInstance};
 use wasmer::{imports, Function, Instance, Module, Store, TypedFunction};
 

@@ -11,13 +11,16 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use sha2::{Digest, Sha256};
-use tark_wasmer::abi::canonical::instance::CanonicalInstance;
-use tark_wasmer::abi::legacy::instance::LegacyInstance;
-use tark_wasmer::abi::AbiKind;
 use tark_wasmer::cache::ArtifactCache;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
-use tark_wasmer::host::{HostConfig, HostServices, PluginContext};
 use tark_wasmer::inspect::detect_abi;
+use tark_wasmer::lowlevel::CanonicalInstance;
+use tark_wasmer::lowlevel::LegacyInstance;
+use tark_wasmer::AbiKind;
+use tark_wasmer::{
+    lowlevel::{HostServices, PluginContext},
+    HostConfig,
+};
 use tark_wasmer::{Limits, PluginCapabilities};
 use wasmer::Module;
 

@@ -13,10 +13,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use tark_wasmer::abi::canonical::instance::CanonicalInstance;
-use tark_wasmer::abi::canonical::types::Val;
 use tark_wasmer::engine::{EngineSettings, WasmEngine};
-use tark_wasmer::host::{HostConfig, HostServices, PluginContext};
+use tark_wasmer::lowlevel::CanonicalInstance;
+use tark_wasmer::lowlevel::Val;
+use tark_wasmer::{
+    lowlevel::{HostServices, PluginContext},
+    HostConfig,
+};
 use tark_wasmer::{Limits, PluginCapabilities};
 
 use common::{compilers, label};

@@ -53,8 +53,8 @@
 
 // ---- 1. Describing and finding plugins -------------------------------------------------
 pub mod manifest;
-pub mod registry;
 mod policy;
+pub mod registry;
 
 // ---- 2. Compiling -----------------------------------------------------------------------
 pub mod cache;

@@ -8,8 +8,8 @@
 mod common;
 
 use common::fixtures::{compilers, TestEnv};
-use tark_wasmer::abi::canonical::types::Val;
-use tark_wasmer::abi::AbiKind;
+use tark_wasmer::lowlevel::Val;
+use tark_wasmer::AbiKind;
 use tark_wasmer::PluginHost;
 
 fn host(env: &TestEnv, c: tark_wasmer::engine::Compiler) -> PluginHost {

@@ -11,13 +11,13 @@ mod alloc_track;
 mod common;
 
 use common::fixtures::{compilers, TestEnv};
-use tark_wasmer::abi::canonical::contract::Contract;
-use tark_wasmer::abi::canonical::lift::AbiError;
-use tark_wasmer::abi::canonical::types::Val;
-use tark_wasmer::abi::InstantiateError;
-use tark_wasmer::abi::{CallError, GuestMemoryError, LinkError};
 use tark_wasmer::engine::Compiler;
+use tark_wasmer::lowlevel::AbiError;
+use tark_wasmer::lowlevel::Contract;
+use tark_wasmer::lowlevel::Val;
 use tark_wasmer::plugin::{AuthStatus, PollResult};
+use tark_wasmer::InstantiateError;
+use tark_wasmer::{CallError, GuestMemoryError, LinkError};
 use tark_wasmer::{Error, PluginHost, PluginInstance};
 
 #[global_allocator]
@@ -65,7 +65,7 @@ fn sig(ty: &wasmer::FunctionType) -> String {
     )
 }
 
-fn func_sig(iface: &str, func: &str) -> &'static tark_wasmer::abi::canonical::contract::FuncSig {
+fn func_sig(iface: &str, func: &str) -> &'static tark_wasmer::lowlevel::FuncSig {
     Contract::get()
         .func(iface, func)
         .unwrap_or_else(|| panic!("{iface}.{func} is not in the contract"))

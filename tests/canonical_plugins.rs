@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 use common::fixtures::{compilers, ensure_plugins_built, example_plugin_dir, TestEnv};
 use common::servers::{wait_until, CannedResponse, HttpTestServer, OAuthScript, WssTestServer};
-use tark_wasmer::abi::{AbiKind, CallError};
 use tark_wasmer::engine::Compiler;
 use tark_wasmer::plugin::dispatch::function_names;
 use tark_wasmer::plugin::{
@@ -24,6 +23,7 @@ use tark_wasmer::plugin::{
     ProviderInfo, RiskLevel, Role, SendResult, StreamChunk, ToolResult, Usage, WebhookRequest,
     WebhookResponse,
 };
+use tark_wasmer::{AbiKind, CallError};
 use tark_wasmer::{Error, HostOptions, PluginHost, PluginInstance, PluginType};
 
 const SDK_AUTH: &str = "sdk-auth";

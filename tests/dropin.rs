@@ -14,7 +14,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 
-use tark_wasmer::policy::PolicyConfig;
+use tark_wasmer::PolicyConfig;
 use tark_wasmer::{
     HostOptions, InstalledPlugin, PluginCapabilities, PluginHost, PluginInstance, PluginManifest,
     PluginRegistry, PluginType,

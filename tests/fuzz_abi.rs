@@ -37,12 +37,12 @@ use wasmer::Type;
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::HttpTestServer;
-use tark_wasmer::abi::canonical::contract::Contract;
-use tark_wasmer::abi::canonical::lift::AbiError;
-use tark_wasmer::abi::canonical::types::{Ty, Val};
-use tark_wasmer::abi::legacy::imports::LEGACY_IMPORTS;
-use tark_wasmer::abi::{CallError, GuestMemoryError};
 use tark_wasmer::engine::Compiler;
+use tark_wasmer::lowlevel::AbiError;
+use tark_wasmer::lowlevel::Contract;
+use tark_wasmer::lowlevel::LEGACY_IMPORTS;
+use tark_wasmer::lowlevel::{Ty, Val};
+use tark_wasmer::{CallError, GuestMemoryError};
 use tark_wasmer::{Error, PluginHost};
 
 #[global_allocator]

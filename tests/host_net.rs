@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use common::servers::{wait_until, HttpTestServer, WssTestServer};
 use serde_json::Value;
-use tark_wasmer::host::{
-    next_owner_id, HostConfig, HostServices, HttpError, HttpMethod, PluginContext, WsError, WsEvent,
+use tark_wasmer::lowlevel::{
+    next_owner_id, HostServices, HttpError, HttpMethod, PluginContext, WsError, WsEvent,
 };
+use tark_wasmer::HostConfig;
 use tark_wasmer::{Limits, PluginCapabilities};
 
 /// Generous upper bound for waiting on background threads (not a timing assertion).
@@ -53,7 +54,7 @@ fn get(
     ctx: &PluginContext,
     url: &str,
     headers: &[(&str, &str)],
-) -> Result<tark_wasmer::host::HttpResponse, HttpError> {
+) -> Result<tark_wasmer::lowlevel::HttpResponse, HttpError> {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -66,7 +67,7 @@ fn post(
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> Result<tark_wasmer::host::HttpResponse, HttpError> {
+) -> Result<tark_wasmer::lowlevel::HttpResponse, HttpError> {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::{wait_until, HttpTestServer, WssTestServer};
-use tark_wasmer::abi::CallError;
 use tark_wasmer::plugin::{Message, Role};
+use tark_wasmer::CallError;
 use tark_wasmer::Error;
 
 /// Log records of the whole test process: (level, target, message).

@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixtures::{compilers, TestEnv};
-use tark_wasmer::abi::CallError;
+use tark_wasmer::CallError;
 use tark_wasmer::Error;
 
 /// A guest with a bump allocator whose behaviour tests can switch, and exports that

@@ -14,12 +14,12 @@ use serde_json::{json, Value};
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::{wait_until, CannedResponse, HttpTestServer, WssTestServer};
-use tark_wasmer::abi::CallError;
 use tark_wasmer::plugin::{
     AuthCredentials, AuthStatus, ChannelInfo, ChatResponse, InboundMessage, Message, ModelInfo,
     OutboundMessage, ProviderAuthStatus, ProviderInfo, Role, SendResult, Usage, WebhookRequest,
     WebhookResponse,
 };
+use tark_wasmer::CallError;
 use tark_wasmer::{Error, PluginHost, PluginInstance};
 
 const PROVIDER: &str = "legacy-provider";

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::HttpTestServer;
-use tark_wasmer::abi::CallError;
-use tark_wasmer::abi::InstantiateError;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
 use tark_wasmer::plugin::Message;
+use tark_wasmer::CallError;
+use tark_wasmer::InstantiateError;
 use tark_wasmer::{Error, HostOptions, Limits, PluginHost};
 
 /// A legacy guest with a bump allocator and exports that spin, recurse, grow memory or

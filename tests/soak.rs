@@ -8,8 +8,8 @@ mod common;
 use std::thread;
 
 use common::fixtures::{compilers, TestEnv};
-use tark_wasmer::abi::canonical::types::Val;
 use tark_wasmer::engine::Compiler;
+use tark_wasmer::lowlevel::Val;
 use tark_wasmer::plugin::{Message, Role};
 
 /// Resident set size of this process in KiB (Linux).

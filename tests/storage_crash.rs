@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tark_wasmer::host::storage::StoreRegistry;
+use tark_wasmer::lowlevel::StoreRegistry;
 
 const CHILD_ENV: &str = "TARK_WASMER_STORAGE_CRASH_CHILD";
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::Criterion;
 use tark_wasmer::engine::Compiler;
-use tark_wasmer::host::HostConfig;
 use tark_wasmer::registry::{InstallSource, PluginRegistry};
+use tark_wasmer::HostConfig;
 use tark_wasmer::{HostOptions, PluginHost};
 
 /// wasmtime 27.0.0, the version tark uses.

@@ -447,11 +447,6 @@ impl InstanceLimits {
         }
     }
 
-    /// Is the module metered (compiled by an engine with metering)?
-    pub fn metered(&self) -> bool {
-        self.meter.is_some()
-    }
-
     /// Start an export call: reset the CPU budget and arm the wall-clock deadline. Keep
     /// the guard until the call (with its `alloc`/`dealloc` calls) is over.
     pub fn begin(&self, store: &mut Store) -> DeadlineGuard {

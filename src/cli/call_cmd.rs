@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use tark_wasmer::host::HostConfig;
 use tark_wasmer::plugin::dispatch::call_by_name;
-use tark_wasmer::policy::PolicyConfig;
+use tark_wasmer::HostConfig;
+use tark_wasmer::PolicyConfig;
 use tark_wasmer::{Error, HostOptions, PluginHost};
 
 use super::output::Out;

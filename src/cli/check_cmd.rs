@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use serde_json::{json, Value};
 
-use tark_wasmer::abi::AbiKind;
 use tark_wasmer::check::{analyze, Report};
 use tark_wasmer::manifest::{is_valid_plugin_name, MANIFEST_FILE};
 use tark_wasmer::registry::PluginRegistry;
+use tark_wasmer::AbiKind;
 
 use super::output::{printable, Out, Style};
 use super::Global;

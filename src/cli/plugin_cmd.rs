@@ -7,11 +7,11 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
-use tark_wasmer::abi::AbiKind;
 use tark_wasmer::engine::WasmEngine;
 use tark_wasmer::inspect::ModuleInfo;
 use tark_wasmer::manifest::{PluginManifest, MANIFEST_FILE};
 use tark_wasmer::registry::{InstallSource, InstalledPlugin, PluginRegistry, RegistryError};
+use tark_wasmer::AbiKind;
 
 use super::output::{first_chars, printable, printable_list, table, Cell, Out, Style};
 use super::Global;

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use tark_wasmer::engine::Compiler;
-use tark_wasmer::host::HostConfig;
 use tark_wasmer::registry::{InstallSource, PluginRegistry};
+use tark_wasmer::HostConfig;
 use tark_wasmer::{HostOptions, PluginHost};
 
 /// Repository root.

@@ -268,10 +268,3 @@ impl CanonicalInstance {
         Ok(value)
     }
 }
-
-/// Guest-visible description of an export's expected core signature (for messages).
-pub fn expected_export_signature(iface: &str, func: &str) -> Option<String> {
-    Contract::get()
-        .func(iface, func)
-        .map(|s| signature_string(&s.export_signature()))
-}

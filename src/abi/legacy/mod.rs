@@ -3,6 +3,3 @@
 
 pub mod imports;
 pub mod instance;
-
-pub use imports::{provided_signature, LegacyEnv, LEGACY_IMPORTS};
-pub use instance::{LegacyInstance, Output};
