@@ -9,7 +9,6 @@
 
 pub mod dispatch;
 mod host;
-pub mod types;
 
 use std::sync::Arc;
 
@@ -26,8 +25,9 @@ use crate::host::PluginContext;
 use crate::manifest::PluginType;
 use crate::registry::InstalledPlugin;
 
+pub use crate::types;
+pub use crate::types::*;
 pub use host::{HostOptions, PluginHost};
-pub use types::*;
 
 /// tark's output buffer sizes (legacy ABI spec §2.2, §2.4-2.6).
 mod buf {
