@@ -2373,7 +2373,7 @@ mod tests {
             ))
         );
         assert_eq!(
-            Vec::<u32>::load_list(&mut r, 2, 1),
+            u32::load_list(&mut r, 2, 1),
             Err(AbiError::Memory(crate::abi::GuestMemoryError::Misaligned {
                 ptr: 2,
                 align: 4
@@ -2400,7 +2400,7 @@ mod tests {
         // 72 KB of host values.
         let mut r = Reader::new(&store, &memory, 50_000);
         assert_eq!(
-            Vec::<ToolDef>::load_list(&mut r, 1024, 1000),
+            ToolDef::load_list(&mut r, 1024, 1000),
             Err(AbiError::TooLarge { limit: 50_000 })
         );
     }
