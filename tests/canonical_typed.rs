@@ -355,7 +355,7 @@ fn conformance_round_trips_every_type_like_the_dynamic_path() {
             &mut inst,
             "echo-u32s",
             (&u32s,),
-            &[u32s_val.clone()],
+            std::slice::from_ref(&u32s_val),
             &u32s,
             &u32s_val,
         );
@@ -376,7 +376,7 @@ fn conformance_round_trips_every_type_like_the_dynamic_path() {
                     &mut inst,
                     func,
                     (l.as_slice(),),
-                    &[val.clone()],
+                    std::slice::from_ref(&val),
                     &owned,
                     &val,
                 );
@@ -385,7 +385,7 @@ fn conformance_round_trips_every_type_like_the_dynamic_path() {
         for s in [scalars(true, i64::MIN), scalars(false, -1)] {
             for func in ["echo-scalars", "relay-scalars"] {
                 let v = scalars_val(&s);
-                both(&mut inst, func, (&s,), &[v.clone()], &s, &v);
+                both(&mut inst, func, (&s,), std::slice::from_ref(&v), &s, &v);
             }
         }
         let t = ("tuple ✓".to_string(), u64::MAX, i8::MIN, true);
@@ -395,34 +395,55 @@ fn conformance_round_trips_every_type_like_the_dynamic_path() {
             Val::S8(i8::MIN),
             Val::Bool(true),
         ]);
-        both(&mut inst, "echo-tuple", (&t,), &[tv.clone()], &t, &tv);
+        both(
+            &mut inst,
+            "echo-tuple",
+            (&t,),
+            std::slice::from_ref(&tv),
+            &t,
+            &tv,
+        );
         for color in [Color::Red, Color::Green, Color::Blue] {
             let v = Val::Enum(color as u32);
-            both(&mut inst, "echo-color", (color,), &[v.clone()], &color, &v);
+            both(
+                &mut inst,
+                "echo-color",
+                (color,),
+                std::slice::from_ref(&v),
+                &color,
+                &v,
+            );
         }
         for s in shapes() {
             for func in ["echo-shape", "relay-shape"] {
                 let v = shape_val(&s);
-                both(&mut inst, func, (&s,), &[v.clone()], &s, &v);
+                both(&mut inst, func, (&s,), std::slice::from_ref(&v), &s, &v);
             }
         }
         for o in options() {
             for func in ["echo-option", "relay-option"] {
                 let v = option_val(&o);
-                both(&mut inst, func, (&o,), &[v.clone()], &o, &v);
+                both(&mut inst, func, (&o,), std::slice::from_ref(&v), &o, &v);
             }
         }
         for r in results() {
             for func in ["echo-result", "relay-result"] {
                 let v = result_val(&r);
-                both(&mut inst, func, (&r,), &[v.clone()], &r, &v);
+                both(&mut inst, func, (&r,), std::slice::from_ref(&v), &r, &v);
             }
         }
         for n in [0, 1, 200] {
             let list = items(n);
             let v = Val::List(list.iter().map(item_val).collect());
             for func in ["echo-items", "relay-items"] {
-                both(&mut inst, func, (list.as_slice(),), &[v.clone()], &list, &v);
+                both(
+                    &mut inst,
+                    func,
+                    (list.as_slice(),),
+                    std::slice::from_ref(&v),
+                    &list,
+                    &v,
+                );
             }
         }
         // 18 flat parameters: spilled to guest memory on both paths.
