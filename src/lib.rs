@@ -55,6 +55,7 @@
 pub mod manifest;
 mod policy;
 pub mod registry;
+pub mod types;
 
 // ---- 2. Compiling -----------------------------------------------------------------------
 pub mod cache;

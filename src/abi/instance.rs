@@ -180,6 +180,11 @@ impl InstanceCore {
         &self.owner.ctx
     }
 
+    /// The owner id of this instance (its WebSockets, its typed exports).
+    pub(crate) fn owner(&self) -> OwnerId {
+        self.owner.id
+    }
+
     /// Metering points left of the last call's CPU budget (None when not metered).
     pub(crate) fn remaining_points(&self, store: &mut Store) -> Option<u64> {
         self.limits.remaining_points(store)

@@ -267,6 +267,15 @@ pub enum CallError {
     /// did not produce). Prefer a precise variant where one fits.
     #[error("{0}")]
     Missing(String),
+    /// A Rust type used for a typed canonical call does not match the function's WIT
+    /// signature (a host-side bug, found once when the export is resolved).
+    #[error("{function}: Rust types do not match the WIT contract: {message}")]
+    TypeMismatch {
+        /// The export.
+        function: String,
+        /// Which parameter, field or case differs, and how.
+        message: String,
+    },
     /// The function is not available through this ABI.
     #[error("'{function}' is not available for {abi} plugins")]
     Unsupported {

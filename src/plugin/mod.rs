@@ -16,7 +16,6 @@ pub mod dispatch;
 pub mod functions;
 mod host;
 mod legacy_json;
-pub mod types;
 
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use wasmer::Type;
 
 use crate::abi::canonical::contract::{Contract, FuncSig};
 use crate::abi::canonical::instance::CanonicalInstance;
+use crate::abi::canonical::typed::{Lift, Lower};
 use crate::abi::canonical::types::{from_json, to_json, Ty, Val};
 use crate::abi::legacy::instance::{CallOutcome, LegacyInstance, Output};
 use crate::abi::{world_for_type, AbiKind, CallError};
@@ -35,9 +35,10 @@ use crate::inspect::{detect_abi, detect_world};
 use crate::manifest::PluginType;
 use crate::registry::InstalledPlugin;
 
+pub use crate::types;
+pub use crate::types::*;
 pub use functions::{Convention, Function, LegacyExport, Need};
 pub use host::{HostOptions, PluginHost};
-pub use types::*;
 
 /// A call that re-creates guest state after an instance is replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,10 +323,6 @@ impl PluginInstance {
         })
     }
 
-    fn json_value<T: serde::Serialize>(&self, value: &T) -> Result<serde_json::Value> {
-        serde_json::to_value(value).map_err(|e| Error::InvalidArgument(e.to_string()))
-    }
-
     /// Does the module export `name` with this core signature? (Probing optional legacy exports.)
     pub fn has_export(&mut self, name: &str, params: &[Type], results: &[Type]) -> bool {
         match self.live() {
@@ -513,152 +510,206 @@ impl PluginInstance {
 
     /// A typed call of `ty`'s function `name` (WIT name, or legacy export for
     /// legacy-only ones); `what` names the result in parse errors of legacy plugins.
-    fn typed<T: serde::de::DeserializeOwned>(
+    ///
+    /// Canonical plugins: `params` are lowered straight into guest memory and the result
+    /// lifted straight into `T` (the Rust types checked against the WIT contract once
+    /// per instance; see `abi/canonical/typed.rs`): no JSON, no dynamic values. Legacy
+    /// plugins: `json_args` gives the JSON texts the legacy export takes.
+    fn typed<P: Lower, T: serde::de::DeserializeOwned + Lift>(
         &mut self,
         ty: PluginType,
         name: &str,
         what: &'static str,
-        args: Vec<Value>,
+        params: P,
+        json_args: impl FnOnce() -> Result<Vec<Value>>,
     ) -> Result<T> {
         let f = functions::find(ty, name).ok_or_else(|| {
             Error::InvalidArgument(format!("no function '{name}' for {ty} plugins"))
         })?;
+        if self.is_canonical() {
+            return self.typed_canonical(f, params);
+        }
+        let args = json_args()?;
         let json = self.call_via(f, &args, Via::Typed(what))?;
-        let what = if self.is_canonical() { f.name() } else { what };
         let is_result = wit_signature(f).is_some_and(|s| matches!(s.result, Some(Ty::Result(..))));
         if !is_result {
             return self.parse_value(what, json);
         }
-        let obj = json.as_object();
-        if let Some(ok) = obj.and_then(|o| o.get("ok")) {
-            return self.parse_value(what, ok.clone());
+        match json.get("ok") {
+            Some(ok) => self.parse_value(what, ok.clone()),
+            None => Err(self.call_error(CallError::PluginError {
+                function: f.name().to_string(),
+                message: json.to_string(),
+            })),
         }
-        let message = obj.and_then(|o| o.get("err")).map(|e| {
-            e.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| e.to_string())
-        });
-        Err(self.call_error(CallError::PluginError {
-            function: f.name().to_string(),
-            message: message.unwrap_or_else(|| json.to_string()),
-        }))
+    }
+
+    /// The canonical half of [`Self::typed`]: a `result<T, string>` function's `err` is
+    /// the plugin's error, as tark reports it.
+    fn typed_canonical<P: Lower, T: Lift>(&mut self, f: &'static Function, params: P) -> Result<T> {
+        let Some(wit) = f.wit else {
+            return Err(self.unsupported(f, AbiKind::Canonical));
+        };
+        let iface = self.interface();
+        let is_result = wit_signature(f).is_some_and(|s| matches!(s.result, Some(Ty::Result(..))));
+        let r = match self.live()? {
+            Live::Canonical(inst) if is_result => inst
+                .call_func::<P, std::result::Result<T, String>>(&iface, wit, params)
+                .map(|r| {
+                    r.map_err(|message| CallError::PluginError {
+                        function: wit.to_string(),
+                        message,
+                    })
+                }),
+            Live::Canonical(inst) => inst.call_func::<P, T>(&iface, wit, params).map(Ok),
+            Live::Legacy(_) => Err(CallError::Unsupported {
+                function: wit.to_string(),
+                abi: AbiKind::Legacy,
+            }),
+        };
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(plugin_error)) => Err(self.call_error(plugin_error)),
+            Err(e) => Err(self.after_failure(wit, e)),
+        }
     }
 
     // ----- auth plugins (`auth-plugin`; legacy auth exports) -----
 
     /// `status` (legacy code / canonical `auth-status`).
     pub fn auth_status(&mut self) -> Result<AuthStatus> {
-        self.typed(PluginType::Auth, "status", "auth status", vec![])
+        self.typed(PluginType::Auth, "status", "auth status", (), no_args)
     }
 
     /// `get_token` / `get-token`.
     pub fn auth_get_token(&mut self) -> Result<String> {
-        self.typed(PluginType::Auth, "get-token", "token", vec![])
+        self.typed(PluginType::Auth, "get-token", "token", (), no_args)
     }
 
     /// `display_name` / `display-name`.
     pub fn auth_display_name(&mut self) -> Result<String> {
-        self.typed(PluginType::Auth, "display-name", "display name", vec![])
+        self.typed(
+            PluginType::Auth,
+            "display-name",
+            "display name",
+            (),
+            no_args,
+        )
     }
 
     /// `get_endpoint` (legacy only).
     pub fn auth_get_endpoint(&mut self) -> Result<String> {
-        self.typed(PluginType::Auth, "get_endpoint", "endpoint", vec![])
+        self.typed(PluginType::Auth, "get_endpoint", "endpoint", (), no_args)
     }
 
     /// `init_with_credentials(json)` (legacy only).
     pub fn auth_init_with_credentials(&mut self, credentials: &str) -> Result<()> {
-        let _: Value = self.typed(
-            PluginType::Auth,
-            "init_with_credentials",
-            "init",
-            vec![credentials.into()],
-        )?;
+        let f = functions::find(PluginType::Auth, "init_with_credentials")
+            .ok_or_else(|| Error::InvalidArgument("no function 'init_with_credentials'".into()))?;
+        self.call_via(f, &[credentials.into()], Via::Typed("init"))?;
         Ok(())
     }
 
     /// `logout` (legacy: result ignored, as in tark) / `logout` (canonical `result<_, string>`).
     pub fn auth_logout(&mut self) -> Result<()> {
-        self.typed(PluginType::Auth, "logout", "logout", vec![])
+        self.typed(PluginType::Auth, "logout", "logout", (), no_args)
     }
 
     /// `start-device-flow` (canonical only: tark's legacy ABI has no device flow).
     pub fn auth_start_device_flow(&mut self) -> Result<DeviceCode> {
-        self.typed(PluginType::Auth, "start-device-flow", "device code", vec![])
+        self.typed(
+            PluginType::Auth,
+            "start-device-flow",
+            "device code",
+            (),
+            no_args,
+        )
     }
 
     /// `poll(device-code)` of the device flow (canonical only).
     pub fn auth_poll(&mut self, device_code: &str) -> Result<PollResult> {
-        self.typed(PluginType::Auth, "poll", "poll", vec![device_code.into()])
+        self.typed(PluginType::Auth, "poll", "poll", (device_code,), || {
+            Ok(vec![device_code.into()])
+        })
     }
 
     // ----- tool plugins (canonical tool-plugin) -----
 
     /// `get-tools`.
     pub fn tool_get_tools(&mut self) -> Result<Vec<ToolDef>> {
-        self.typed(PluginType::Tool, "get-tools", "tools", vec![])
+        self.typed(PluginType::Tool, "get-tools", "tools", (), no_args)
     }
 
     /// `get-risk-level(tool-name)`.
     pub fn tool_get_risk_level(&mut self, tool: &str) -> Result<RiskLevel> {
-        self.typed(
-            PluginType::Tool,
-            "get-risk-level",
-            "risk",
-            vec![tool.into()],
-        )
+        let args = || Ok(vec![tool.into()]);
+        self.typed(PluginType::Tool, "get-risk-level", "risk", (tool,), args)
     }
 
     /// `execute(tool-name, arguments-json)`.
     pub fn tool_execute(&mut self, tool: &str, arguments_json: &str) -> Result<ToolResult> {
-        let args = vec![tool.into(), arguments_json.into()];
-        self.typed(PluginType::Tool, "execute", "tool result", args)
+        let args = || Ok(vec![tool.into(), arguments_json.into()]);
+        let params = (tool, arguments_json);
+        self.typed(PluginType::Tool, "execute", "tool result", params, args)
     }
 
     // ----- hook plugins (canonical hook-plugin, our design) -----
 
     /// `name`.
     pub fn hook_name(&mut self) -> Result<String> {
-        self.typed(PluginType::Hook, "name", "name", vec![])
+        self.typed(PluginType::Hook, "name", "name", (), no_args)
     }
 
     /// `subscriptions`: the events the hook wants.
     pub fn hook_subscriptions(&mut self) -> Result<Vec<HookEventKind>> {
-        self.typed(PluginType::Hook, "subscriptions", "subscriptions", vec![])
+        self.typed(
+            PluginType::Hook,
+            "subscriptions",
+            "subscriptions",
+            (),
+            no_args,
+        )
     }
 
     /// `on-event(event)`.
     pub fn hook_on_event(&mut self, event: &HookEvent) -> Result<HookDecision> {
-        let ev = self.json_value(event)?;
-        self.typed(PluginType::Hook, "on-event", "decision", vec![ev])
+        let args = || Ok(vec![json_value(event)?]);
+        self.typed(PluginType::Hook, "on-event", "decision", (event,), args)
     }
 
     // ----- provider plugins (`provider-plugin`; legacy provider exports) -----
 
     /// `provider_info` / `info`.
     pub fn provider_info(&mut self) -> Result<ProviderInfo> {
-        self.typed(PluginType::Provider, "info", "provider info", vec![])
+        self.typed(PluginType::Provider, "info", "provider info", (), no_args)
     }
 
     /// `provider_models` / `models`.
     pub fn provider_models(&mut self) -> Result<Vec<ModelInfo>> {
-        self.typed(PluginType::Provider, "models", "models", vec![])
+        self.typed(PluginType::Provider, "models", "models", (), no_args)
     }
 
     /// `provider_auth_status` / `auth-status`.
     pub fn provider_auth_status(&mut self) -> Result<ProviderAuthStatus> {
-        self.typed(PluginType::Provider, "auth-status", "auth status", vec![])
+        self.typed(
+            PluginType::Provider,
+            "auth-status",
+            "auth status",
+            (),
+            no_args,
+        )
     }
 
     /// `provider_auth_init(credentials_json)` / `auth-init`.
     pub fn provider_auth_init(&mut self, credentials_json: &str) -> Result<()> {
-        let args = vec![credentials_json.into()];
-        self.typed(PluginType::Provider, "auth-init", "auth init", args)
+        let args = || Ok(vec![credentials_json.into()]);
+        let params = (credentials_json,);
+        self.typed(PluginType::Provider, "auth-init", "auth init", params, args)
     }
 
     /// `provider_auth_logout` / `auth-logout`.
     pub fn provider_auth_logout(&mut self) -> Result<()> {
-        self.typed(PluginType::Provider, "auth-logout", "logout", vec![])
+        self.typed(PluginType::Provider, "auth-logout", "logout", (), no_args)
     }
 
     /// Is the optional `provider_auth_credentials` export present? (Legacy only.)
@@ -677,7 +728,7 @@ impl PluginInstance {
     /// `provider_auth_credentials`, raw text (legacy only).
     pub fn provider_auth_credentials_raw(&mut self) -> Result<String> {
         let name = "provider_auth_credentials";
-        self.typed(PluginType::Provider, name, "auth credentials", vec![])
+        self.typed(PluginType::Provider, name, "auth credentials", (), no_args)
     }
 
     /// `provider_auth_credentials`, parsed (legacy only).
@@ -693,31 +744,49 @@ impl PluginInstance {
 
     /// `auth_process_tokens(token_response_json)`: the text to store as credentials.
     pub fn auth_process_tokens(&mut self, tokens_json: &str) -> Result<String> {
-        let args = vec![tokens_json.into()];
-        self.typed(PluginType::Provider, "auth_process_tokens", "tokens", args)
+        let args = || Ok(vec![tokens_json.into()]);
+        let params = (tokens_json,);
+        self.typed(
+            PluginType::Provider,
+            "auth_process_tokens",
+            "tokens",
+            params,
+            args,
+        )
     }
 
     /// `provider_chat(messages, model)` / `chat`. An empty answer is an error, as in tark.
     pub fn provider_chat(&mut self, messages: &[Message], model: &str) -> Result<ChatResponse> {
-        let args = vec![self.json_value(&messages)?, model.into()];
-        let resp: ChatResponse = self.typed(PluginType::Provider, "chat", "chat response", args)?;
+        let args = || Ok(vec![json_value(&messages)?, model.into()]);
+        let params = (messages, model);
+        let resp: ChatResponse =
+            self.typed(PluginType::Provider, "chat", "chat response", params, args)?;
         check_chat_text(Some(&resp.text)).map_err(|e| self.call_error(e))?;
         Ok(resp)
     }
 
     /// `chat-stream-start(messages, model)`: a stream id (canonical only).
     pub fn provider_chat_stream_start(&mut self, messages: &[Message], model: &str) -> Result<u64> {
-        let args = vec![self.json_value(&messages)?, model.into()];
-        self.typed(PluginType::Provider, "chat-stream-start", "stream id", args)
+        let args = || Ok(vec![json_value(&messages)?, model.into()]);
+        let params = (messages, model);
+        self.typed(
+            PluginType::Provider,
+            "chat-stream-start",
+            "stream id",
+            params,
+            args,
+        )
     }
 
     /// `chat-stream-poll(stream-id)`: the next chunk (canonical only).
     pub fn provider_chat_stream_poll(&mut self, stream_id: u64) -> Result<StreamChunk> {
-        let args = vec![stream_id.into()];
+        let args = || Ok(vec![stream_id.into()]);
+        let what = "stream chunk";
         self.typed(
             PluginType::Provider,
             "chat-stream-poll",
-            "stream chunk",
+            what,
+            (stream_id,),
             args,
         )
     }
@@ -726,11 +795,11 @@ impl PluginInstance {
 
     /// `channel_info` / `info`.
     pub fn channel_info(&mut self) -> Result<ChannelInfo> {
-        self.typed(PluginType::Channel, "info", "channel info", vec![])
+        self.typed(PluginType::Channel, "info", "channel info", (), no_args)
     }
 
     fn channel_start_inner(&mut self) -> Result<()> {
-        self.typed(PluginType::Channel, "start", "start", vec![])
+        self.typed(PluginType::Channel, "start", "start", (), no_args)
     }
 
     /// `channel_start` / `start`; remembered so a fresh instance is started too.
@@ -744,19 +813,26 @@ impl PluginInstance {
 
     /// `channel_stop` / `stop`.
     pub fn channel_stop(&mut self) -> Result<()> {
-        self.typed::<()>(PluginType::Channel, "stop", "stop", vec![])?;
+        self.typed::<(), ()>(PluginType::Channel, "stop", "stop", (), no_args)?;
         self.replay.retain(|r| *r != Replay::ChannelStart);
         Ok(())
     }
 
     /// `channel_auth_status` / `auth-status`.
     pub fn channel_auth_status(&mut self) -> Result<ChannelAuthStatus> {
-        self.typed(PluginType::Channel, "auth-status", "auth status", vec![])
+        self.typed(
+            PluginType::Channel,
+            "auth-status",
+            "auth status",
+            (),
+            no_args,
+        )
     }
 
     fn channel_auth_init_inner(&mut self, credentials_json: &str) -> Result<()> {
-        let args = vec![credentials_json.into()];
-        self.typed(PluginType::Channel, "auth-init", "auth init", args)
+        let args = || Ok(vec![credentials_json.into()]);
+        let params = (credentials_json,);
+        self.typed(PluginType::Channel, "auth-init", "auth init", params, args)
     }
 
     /// `channel_auth_init(credentials_json)` / `auth-init`; remembered so a fresh
@@ -772,7 +848,7 @@ impl PluginInstance {
 
     /// `channel_auth_logout` / `auth-logout`.
     pub fn channel_auth_logout(&mut self) -> Result<()> {
-        self.typed::<()>(PluginType::Channel, "auth-logout", "logout", vec![])?;
+        self.typed::<(), ()>(PluginType::Channel, "auth-logout", "logout", (), no_args)?;
         self.replay
             .retain(|r| !matches!(r, Replay::ChannelAuthInit(_)));
         Ok(())
@@ -780,16 +856,24 @@ impl PluginInstance {
 
     /// `channel_widget_state` / `widget-state`: any text (usually JSON).
     pub fn channel_widget_state(&mut self) -> Result<String> {
-        self.typed(PluginType::Channel, "widget-state", "widget state", vec![])
+        self.typed(
+            PluginType::Channel,
+            "widget-state",
+            "widget state",
+            (),
+            no_args,
+        )
     }
 
     /// `channel_handle_webhook(request)` / `handle-webhook`.
     pub fn channel_handle_webhook(&mut self, request: &WebhookRequest) -> Result<WebhookResponse> {
-        let args = vec![self.json_value(request)?];
+        let args = || Ok(vec![json_value(request)?]);
+        let what = "webhook response";
         self.typed(
             PluginType::Channel,
             "handle-webhook",
-            "webhook response",
+            what,
+            (request,),
             args,
         )
     }
@@ -799,9 +883,16 @@ impl PluginInstance {
         &mut self,
         payload_json: &str,
     ) -> Result<Vec<InboundMessage>> {
-        let args = vec![payload_json.into()];
+        let args = || Ok(vec![payload_json.into()]);
         let what = "gateway inbound messages";
-        self.typed(PluginType::Channel, "handle-gateway-event", what, args)
+        let params = (payload_json,);
+        self.typed(
+            PluginType::Channel,
+            "handle-gateway-event",
+            what,
+            params,
+            args,
+        )
     }
 
     /// Is `channel_poll` / `poll` present?
@@ -814,13 +905,13 @@ impl PluginInstance {
 
     /// `channel_poll` / `poll`.
     pub fn channel_poll(&mut self) -> Result<Vec<InboundMessage>> {
-        self.typed(PluginType::Channel, "poll", "channel poll", vec![])
+        self.typed(PluginType::Channel, "poll", "channel poll", (), no_args)
     }
 
     /// `channel_send(message)` / `send`.
     pub fn channel_send(&mut self, message: &OutboundMessage) -> Result<SendResult> {
-        let args = vec![self.json_value(message)?];
-        self.typed(PluginType::Channel, "send", "send result", args)
+        let args = || Ok(vec![json_value(message)?]);
+        self.typed(PluginType::Channel, "send", "send result", (message,), args)
     }
 }
 
@@ -899,6 +990,16 @@ fn wit_signature(f: &Function) -> Option<&'static FuncSig> {
         .exports
         .first()?;
     contract.func(iface, f.wit?)
+}
+
+/// No arguments (for [`PluginInstance::typed`]'s legacy half).
+fn no_args() -> Result<Vec<Value>> {
+    Ok(Vec::new())
+}
+
+/// A typed value as a JSON argument of a legacy export.
+fn json_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// tark treats an empty chat answer as a failure.

@@ -9,6 +9,7 @@ use wasmer::{FunctionEnv, Instance, Memory, Module, Store, Value};
 use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
+use super::typed::TypedCache;
 use super::types::{Ty, Val};
 use crate::abi::instance::{trap_message, InstanceCore, InstantiateError, Instantiated, Linker};
 use crate::abi::{signature_string, CallError};
@@ -21,25 +22,27 @@ pub fn export_name(iface: &str, func: &str) -> String {
 
 /// A live instance of a canonical plugin.
 pub struct CanonicalInstance {
-    core: InstanceCore,
-    store: Store,
+    pub(super) core: InstanceCore,
+    pub(super) store: Store,
     instance: Instance,
-    memory: Memory,
-    realloc: Option<Realloc>,
+    pub(super) memory: Memory,
+    pub(super) realloc: Option<Realloc>,
     /// Exports resolved and checked on first use, so calls do no lookups.
-    prepared: Vec<Prepared>,
+    pub(super) prepared: Vec<Prepared>,
+    /// Typed exports checked on first use (`typed.rs`).
+    pub(super) typed: TypedCache,
     _env: FunctionEnv<CanonicalEnv>,
 }
 
 /// An export resolved against the contract once per instance.
-struct Prepared {
+pub(super) struct Prepared {
     iface: String,
     func: String,
-    sig: &'static FuncSig,
-    export: wasmer::Function,
-    post: Option<wasmer::Function>,
-    spill_params: Option<Ty>,
-    spill_results: bool,
+    pub(super) sig: &'static FuncSig,
+    pub(super) export: wasmer::Function,
+    pub(super) post: Option<wasmer::Function>,
+    pub(super) spill_params: Option<Ty>,
+    pub(super) spill_results: bool,
 }
 
 impl CanonicalInstance {
@@ -83,6 +86,7 @@ impl CanonicalInstance {
             memory,
             realloc,
             prepared: Vec::new(),
+            typed: TypedCache::default(),
             _env: env,
         })
     }
@@ -129,7 +133,7 @@ impl CanonicalInstance {
 
     /// Resolve `iface#func` (cached per instance): the contract signature, the export with
     /// its core signature checked, and its post-return function.
-    fn prepare(&mut self, iface: &str, func: &str) -> Result<usize, CallError> {
+    pub(super) fn prepare(&mut self, iface: &str, func: &str) -> Result<usize, CallError> {
         if let Some(i) = self
             .prepared
             .iter()

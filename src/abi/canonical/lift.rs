@@ -88,7 +88,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn charge(&mut self, n: u64) -> Result<(), AbiError> {
+    /// The per-call limit this reader enforces.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Count `n` bytes of host memory a lift holds against the per-call limit (guest
+    /// bytes copied are counted by [`Reader::read`]; callers add what they build).
+    pub fn charge(&mut self, n: u64) -> Result<(), AbiError> {
         let n = usize::try_from(n).map_err(|_| AbiError::TooLarge { limit: self.limit })?;
         self.budget = self
             .budget
@@ -119,7 +126,8 @@ impl<'a> Reader<'a> {
         self.decode(ty, &buf, 0)
     }
 
-    fn read_string(&mut self, ptr: u32, len: u32) -> Result<String, AbiError> {
+    /// Copy a string at `ptr` out of guest memory (strict UTF-8).
+    pub fn read_string(&mut self, ptr: u32, len: u32) -> Result<String, AbiError> {
         let bytes = self.read(ptr, u64::from(len), 1)?;
         String::from_utf8(bytes).map_err(|_| {
             AbiError::Memory(GuestMemoryError::InvalidUtf8 {
@@ -129,15 +137,27 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn read_list(&mut self, elem: &Ty, ptr: u32, len: u32) -> Result<Val, AbiError> {
-        let size = u64::from(elem.size());
-        let total = size
+    /// Copy the element array of a list (`len` elements of `size` bytes, aligned to
+    /// `align`) out of guest memory; its byte size is computed without overflow.
+    pub fn read_array(
+        &mut self,
+        ptr: u32,
+        len: u32,
+        size: u32,
+        align: u32,
+    ) -> Result<Vec<u8>, AbiError> {
+        let total = u64::from(size)
             .checked_mul(u64::from(len))
             .ok_or(AbiError::TooLarge { limit: self.limit })?;
+        self.read(ptr, total, align)
+    }
+
+    fn read_list(&mut self, elem: &Ty, ptr: u32, len: u32) -> Result<Val, AbiError> {
+        let size = u64::from(elem.size());
         if *elem == Ty::U8 {
-            return Ok(Val::Bytes(self.read(ptr, total, 1)?));
+            return Ok(Val::Bytes(self.read_array(ptr, len, 1, 1)?));
         }
-        let buf = self.read(ptr, total, elem.align())?;
+        let buf = self.read_array(ptr, len, elem.size(), elem.align())?;
         // Each element also costs the host a `Val` slot (32 bytes, however small the guest
         // element): charged before allocating, so a list of 1-byte enums cannot make the
         // host hold 32 times the limit.
@@ -296,16 +316,21 @@ fn make_case(ty: &Ty, disc: u32, payload: Option<Box<Val>>) -> Val {
 }
 
 fn char_of(v: u32) -> Result<Val, AbiError> {
-    char::from_u32(v)
-        .map(Val::Char)
-        .ok_or(AbiError::InvalidChar(v))
+    char_from(v).map(Val::Char)
 }
 
-fn byte(buf: &[u8], off: usize) -> Result<u8, AbiError> {
+/// A `char` from its core value, refusing surrogates and values past U+10FFFF.
+pub fn char_from(v: u32) -> Result<char, AbiError> {
+    char::from_u32(v).ok_or(AbiError::InvalidChar(v))
+}
+
+/// The byte at `off` of a host copy of guest memory.
+pub fn byte(buf: &[u8], off: usize) -> Result<u8, AbiError> {
     buf.get(off).copied().ok_or(AbiError::FlatMismatch)
 }
 
-fn bytes<const N: usize>(buf: &[u8], off: usize) -> Result<[u8; N], AbiError> {
+/// The `N` bytes at `off` of a host copy of guest memory.
+pub fn bytes<const N: usize>(buf: &[u8], off: usize) -> Result<[u8; N], AbiError> {
     buf.get(off..off + N)
         .and_then(|s| <[u8; N]>::try_from(s).ok())
         .ok_or(AbiError::FlatMismatch)
@@ -433,7 +458,9 @@ impl<'s, S: AsStoreMut> Writer<'s, S> {
         Ok(())
     }
 
-    fn alloc_bytes(&mut self, data: &[u8], align: u32) -> Result<(u32, u32), AbiError> {
+    /// Allocate room for `data` in the guest (aligned to `align`) and copy it there;
+    /// its pointer and length.
+    pub fn alloc_bytes(&mut self, data: &[u8], align: u32) -> Result<(u32, u32), AbiError> {
         let len = u32::try_from(data.len()).map_err(|_| AbiError::TooLarge {
             limit: u32::MAX as usize,
         })?;
@@ -447,13 +474,7 @@ impl<'s, S: AsStoreMut> Writer<'s, S> {
             Val::Bytes(b) if *elem == Ty::U8 => self.alloc_bytes(b, 1),
             Val::List(items) => {
                 let size = elem.size() as usize;
-                let total = size
-                    .checked_mul(items.len())
-                    .filter(|t| *t <= u32::MAX as usize)
-                    .ok_or(AbiError::TooLarge {
-                        limit: u32::MAX as usize,
-                    })?;
-                let mut buf = vec![0u8; total];
+                let mut buf = vec![0u8; list_bytes(size, items.len())?];
                 for (i, item) in items.iter().enumerate() {
                     self.encode(elem, item, &mut buf, i * size)?;
                 }
@@ -503,17 +524,11 @@ impl<'s, S: AsStoreMut> Writer<'s, S> {
             (Ty::Char, Val::Char(c)) => put(&(*c as u32).to_le_bytes()),
             (Ty::String, Val::String(s)) => {
                 let (p, l) = self.alloc_bytes(s.as_bytes(), 1)?;
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&p.to_le_bytes());
-                b[4..].copy_from_slice(&l.to_le_bytes());
-                put(&b)
+                put(&pair_bytes(p, l))
             }
             (Ty::List(elem), v) => {
                 let (p, l) = self.lower_list(elem, v)?;
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&p.to_le_bytes());
-                b[4..].copy_from_slice(&l.to_le_bytes());
-                put(&b)
+                put(&pair_bytes(p, l))
             }
             (Ty::Record(_), Val::Record(vals)) | (Ty::Tuple(_), Val::Tuple(vals)) => {
                 let fields = ty.fields();
@@ -610,6 +625,23 @@ impl<'s, S: AsStoreMut> Writer<'s, S> {
         }
         Ok(())
     }
+}
+
+/// Host bytes of a list of `len` elements of `size` bytes, refused past 4 GiB.
+pub fn list_bytes(size: usize, len: usize) -> Result<usize, AbiError> {
+    size.checked_mul(len)
+        .filter(|t| *t <= u32::MAX as usize)
+        .ok_or(AbiError::TooLarge {
+            limit: u32::MAX as usize,
+        })
+}
+
+/// The stored form of a string or list: pointer, then length (little-endian).
+pub fn pair_bytes(ptr: u32, len: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&ptr.to_le_bytes());
+    b[4..].copy_from_slice(&len.to_le_bytes());
+    b
 }
 
 /// The case index and payload of a variant-like value.

@@ -1,7 +1,8 @@
 //! The records of tark's plugin interfaces (`tark.wit`) as Rust types. They are the
 //! typed values every plugin handle returns, whichever ABI the plugin speaks. Serde
 //! gives the JSON mapping of `tark-wasmer call`: records are objects with snake_case
-//! keys, enums are their kebab-case case names.
+//! keys, enums are their kebab-case case names. The canonical ABI lifts and lowers them
+//! directly (`abi::canonical::typed`), so they live here, below both `abi` and `plugin`.
 
 use std::collections::BTreeMap;
 
