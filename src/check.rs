@@ -19,7 +19,7 @@ use crate::abi::canonical::instance::export_name;
 use crate::abi::{check_imports, signature_string, world_for_type, AbiKind};
 use crate::engine::{is_component, Compiler, WasmEngine};
 use crate::inspect::{ItemType, ModuleInfo};
-use crate::manifest::{PluginManifest, PluginType, MANIFEST_FILE};
+use crate::manifest::{printable, PluginManifest, PluginType, MANIFEST_FILE};
 use crate::plugin::functions::{self, Need};
 
 /// One compiler's result.
@@ -454,20 +454,6 @@ fn check_capabilities(manifest: &PluginManifest, info: &ModuleInfo, abi: AbiKind
             imp("storage")
         ));
     }
-}
-
-/// Text from a manifest made safe for a terminal (control characters escaped), as the
-/// CLI shows it.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

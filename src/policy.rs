@@ -1,7 +1,7 @@
 //! Every capability decision in one place: HTTP/WebSocket hosts, environment names,
 //! file paths. Host services ask the policy; nothing else decides access.
 //!
-//! # Host rule (`tark:http.*`, `tark:ws.connect`; legacy spec 6.3 item 11)
+//! # Host rule (`tark:http.*`, `tark:ws.connect`; tested in `tests/host_net.rs` and the unit tests below)
 //!
 //! An allowlist entry matches a host when (a) host == entry, (b) host ends with
 //! `"." + entry` (tark's implicit-subdomain rule), or (c) the entry is `*.suffix` and the
@@ -296,7 +296,7 @@ impl Policy {
     /// Resolve and open a requested path for reading, or refuse it. The returned file
     /// is the very file that was checked (no check-then-use race).
     ///
-    /// Rule (legacy spec 1.8 and 6.3 item 13): `~` and `~/x` expand with the configured
+    /// Rule (tark's `fs_read` rule; unit tests below): `~` and `~/x` expand with the configured
     /// home directory (other `~...` forms, and `~` without a home, never match; write
     /// `./~name` for such a file); relative requests and relative entries resolve
     /// against the workspace root. The request is canonicalized once (a missing path

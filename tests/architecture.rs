@@ -65,7 +65,13 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         for line in code_lines(&code) {
             let mut rest = line;
             while let Some(i) = rest.find("crate::") {
+                // `$crate::` in an exported macro names the public path a user's code
+                // expands to, not a dependency of the module that defines the macro.
+                let in_macro = rest[..i].ends_with('$');
                 rest = &rest[i + "crate::".len()..];
+                if in_macro {
+                    continue;
+                }
                 let name: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
