@@ -129,9 +129,7 @@ impl HostEntry {
         match (self, host) {
             (HostEntry::Ip(e, None), NormHost::Ip(h)) => e == h,
             (HostEntry::Ip(e, Some(p)), NormHost::Ip(h)) => e == h && port == Some(*p),
-            (HostEntry::Net(net, prefix), NormHost::Ip(h)) => {
-                in_network(*h, *net, *prefix)
-            }
+            (HostEntry::Net(net, prefix), NormHost::Ip(h)) => in_network(*h, *net, *prefix),
             (HostEntry::Name(e), NormHost::Name(h))
             | (HostEntry::Wildcard(e), NormHost::Name(h)) => is_same_or_subdomain(h, e),
             _ => false,
@@ -172,7 +170,7 @@ fn parse_network(entry: &str) -> Option<HostEntry> {
     let (addr, prefix) = match addr {
         IpAddr::V4(_) if prefix <= 32 => (addr, prefix),
         // `::ffff:a.b.c.d/N` with N >= 96 is the IPv4 network `a.b.c.d/(N-96)`.
-        IpAddr::V6(v6) if prefix >= 96 && prefix <= 128 && v6.to_ipv4_mapped().is_some() => {
+        IpAddr::V6(v6) if (96..=128).contains(&prefix) && v6.to_ipv4_mapped().is_some() => {
             (IpAddr::V6(v6).to_canonical(), prefix - 96)
         }
         IpAddr::V6(_) if prefix <= 128 => (addr, prefix),
@@ -180,11 +178,19 @@ fn parse_network(entry: &str) -> Option<HostEntry> {
     };
     let cleared = match addr {
         IpAddr::V4(a) => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((u32::from(a) & mask).into())
         }
         IpAddr::V6(a) => {
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((u128::from(a) & mask).into())
         }
     };
@@ -772,6 +778,77 @@ mod tests {
             assert!(p.host_allowed("[::1]"), "{entry}");
             assert!(!p.host_allowed("[::2]"), "{entry}");
         }
+    }
+
+    #[test]
+    fn address_entries_with_ports_and_networks() {
+        let p = http_policy(&["127.0.0.1:8080", "[::1]:9090"]);
+        assert!(p.check_http("http://127.0.0.1:8080/").is_ok());
+        assert!(p.check_http("http://[::ffff:127.0.0.1]:8080/").is_ok());
+        assert_eq!(
+            p.check_http("http://127.0.0.1:8081/").unwrap_err(),
+            Denied::Host("127.0.0.1".into())
+        );
+        assert!(p.check_http("http://127.0.0.1/").is_err());
+        assert!(p.check_http("http://[::1]:9090/").is_ok());
+        assert!(p.check_http("http://[::1]/").is_err());
+        // A port-restricted entry does not allow the host "on any port".
+        assert!(!p.host_allowed("127.0.0.1"));
+        assert!(p.address_listed("127.0.0.1".parse().unwrap(), 8080));
+        assert!(!p.address_listed("127.0.0.1".parse().unwrap(), 80));
+        assert!(p.address_listed("::ffff:127.0.0.1".parse().unwrap(), 8080));
+
+        let p = http_policy(&["10.1.0.0/16", "[fd00::]/8", "192.168.1.77/24"]);
+        assert!(p.check_http("http://10.1.200.3/").is_ok());
+        assert!(p.check_http("http://10.2.0.1/").is_err());
+        assert!(p.check_http("http://[fd12::1]/").is_ok());
+        assert!(p.check_http("http://[fe80::1]/").is_err());
+        // Host bits are cleared: the entry is 192.168.1.0/24.
+        assert!(p.check_http("http://192.168.1.5/").is_ok());
+        assert!(p.check_http("http://192.168.2.5/").is_err());
+        assert!(p.address_listed("::ffff:10.1.0.9".parse().unwrap(), 1));
+        // Names never match network entries.
+        assert!(p.check_http("http://10.1.0.0.example/").is_err());
+        // Names are never "listed addresses".
+        let p = http_policy(&["localhost", "example.com"]);
+        assert!(!p.address_listed("127.0.0.1".parse().unwrap(), 80));
+
+        // Malformed networks and ports match nothing.
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "/8",
+            "x/8",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "[fe80::1%2]:80",
+            "localhost:8080",
+        ] {
+            let p = http_policy(&[bad]);
+            assert_eq!(p.http, vec![HostEntry::Never], "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_literals_compare_canonically() {
+        let p = http_policy(&["127.0.0.1"]);
+        assert!(p.check_http("http://[::ffff:127.0.0.1]/").is_ok());
+        assert!(p.check_http("http://[::ffff:7f00:1]/").is_ok());
+        assert!(p.check_http("http://2130706433/").is_ok());
+        assert!(p.check_http("http://0177.0.0.1/").is_ok());
+        assert!(p.check_http("http://0x7f.1/").is_ok());
+        // IPv4-compatible and NAT64 spellings are different addresses.
+        assert!(p.check_http("http://[::127.0.0.1]/").is_err());
+        assert!(p.check_http("http://[64:ff9b::7f00:1]/").is_err());
+        // Zone ids are not valid URL hosts.
+        assert!(matches!(
+            p.check_http("http://[fe80::1%25eth0]/").unwrap_err(),
+            Denied::InvalidUrl(_)
+        ));
+        let p = http_policy(&["::ffff:127.0.0.1"]);
+        assert!(p.check_http("http://127.0.0.1/").is_ok());
     }
 
     #[test]

@@ -101,7 +101,10 @@ fn allowlisted_name_resolving_to_loopback_is_refused_before_connecting() {
     let url = srv.localhost_url("/echo");
     let err = get(&e, &url).unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with("address not allowed: localhost resolves to 127.0.0.1"), "{text}");
+    assert!(
+        text.starts_with("address not allowed: localhost resolves to 127.0.0.1"),
+        "{text}"
+    );
     assert!(text.contains("127.0.0.0/8, loopback"), "{text}");
     assert!(text.contains("add \"127.0.0.1\""), "{text}");
     assert_blocked(
@@ -160,10 +163,7 @@ fn address_entries_with_port_and_networks() {
         other => panic!("expected a connection attempt to ::1 only, got {other:?}"),
     }
     assert_denied(get(&e, &ip_url), "::1/128");
-    assert!(srv
-        .requests()
-        .iter()
-        .all(|r| r.path_only() == "/echo"));
+    assert!(srv.requests().iter().all(|r| r.path_only() == "/echo"));
     assert_eq!(srv.requests().len(), 2 + 3 * 2);
 }
 
@@ -265,7 +265,10 @@ fn userinfo_and_fragment_tricks() {
         "userinfo",
     );
     assert_denied(
-        get(&e, &format!("http://127.0.0.1:{port}@localhost:{port}/echo")),
+        get(
+            &e,
+            &format!("http://127.0.0.1:{port}@localhost:{port}/echo"),
+        ),
         "userinfo with port",
     );
     // `#@allowed`: the part after `#` is a fragment, the host is `localhost`.
@@ -299,8 +302,14 @@ fn trailing_dots_and_case() {
     let srv = HttpTestServer::start();
     let port = srv.port();
     let e = env(&["localhost", "127.0.0.1"]);
-    assert_reached(get(&e, &format!("http://localhost.:{port}/echo")), "trailing dot");
-    assert_reached(get(&e, &format!("http://LOCALHOST:{port}/echo")), "upper case");
+    assert_reached(
+        get(&e, &format!("http://localhost.:{port}/echo")),
+        "trailing dot",
+    );
+    assert_reached(
+        get(&e, &format!("http://LOCALHOST:{port}/echo")),
+        "upper case",
+    );
     assert_reached(get(&e, &format!("http://LocalHost.:{port}/echo")), "both");
     // Entries are normalised the same way; the name still cannot reach loopback alone.
     for entry in ["localhost.", "LOCALHOST", "LocalHost."] {
@@ -314,7 +323,10 @@ fn trailing_dots_and_case() {
     }
     // Two trailing dots are not the same name.
     let e = env(&["localhost", "127.0.0.1"]);
-    assert_denied(get(&e, &format!("http://localhost..:{port}/echo")), "two dots");
+    assert_denied(
+        get(&e, &format!("http://localhost..:{port}/echo")),
+        "two dots",
+    );
     assert_eq!(srv.requests().len(), 3);
 }
 
@@ -323,7 +335,11 @@ fn idn_and_punycode() {
     let srv = HttpTestServer::start();
     let port = srv.port();
     let url = format!("http://bücher.localhost:{port}/echo");
-    for entry in ["bücher.localhost", "xn--bcher-kva.localhost", "BÜCHER.localhost"] {
+    for entry in [
+        "bücher.localhost",
+        "xn--bcher-kva.localhost",
+        "BÜCHER.localhost",
+    ] {
         let e = env(&[entry, "127.0.0.1"]);
         let resp = assert_reached(get(&e, &url), entry);
         assert_eq!(
@@ -373,7 +389,10 @@ fn numeric_ipv4_forms_are_the_same_address() {
         assert_denied(get(&by_name, url), url);
     }
     // Another loopback address is another address: not allowlisted.
-    assert_denied(get(&allowed, &format!("http://0x7f.2:{port}/echo")), "127.0.0.2");
+    assert_denied(
+        get(&allowed, &format!("http://0x7f.2:{port}/echo")),
+        "127.0.0.2",
+    );
     assert_eq!(srv.requests().len(), forms.len());
 }
 
@@ -396,7 +415,10 @@ fn ipv6_forms() {
         "mapped hex",
     );
     assert_denied(
-        get(&env(&["localhost"]), &format!("http://[::ffff:127.0.0.1]:{port}/echo")),
+        get(
+            &env(&["localhost"]),
+            &format!("http://[::ffff:127.0.0.1]:{port}/echo"),
+        ),
         "mapped by name",
     );
     // IPv4-compatible and NAT64 forms are other addresses: not allowlisted.
@@ -413,7 +435,10 @@ fn ipv6_forms() {
     }
     // Bracketed ::1: denied unless listed; when listed, the connect goes to ::1
     // (nothing listens there, so a transport error, not a policy refusal).
-    assert_denied(get(&e, &format!("http://[::1]:{port}/echo")), "::1 unlisted");
+    assert_denied(
+        get(&e, &format!("http://[::1]:{port}/echo")),
+        "::1 unlisted",
+    );
     match get(&env(&["::1"]), &format!("http://[::1]:{port}/echo")) {
         Err(HttpError::Transport(_)) | Ok(_) => {}
         other => panic!("expected an attempted connection to ::1, got {other:?}"),

@@ -185,7 +185,15 @@ impl HttpClient {
 
         loop {
             let resp = self
-                .send_once(&ctx.policy, &current, method, &headers, body, deadline, limits)
+                .send_once(
+                    &ctx.policy,
+                    &current,
+                    method,
+                    &headers,
+                    body,
+                    deadline,
+                    limits,
+                )
                 .inspect_err(|e| {
                     if let HttpError::Blocked(why) = e {
                         log::warn!(
@@ -487,11 +495,20 @@ mod tests {
     #[test]
     fn timeouts_are_classified() {
         let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
-        assert!(matches!(classify_io(&e, e.to_string()), HttpError::Timeout(_)));
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Timeout(_)
+        ));
         let e = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-        assert!(matches!(classify_io(&e, e.to_string()), HttpError::Timeout(_)));
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Timeout(_)
+        ));
         let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(matches!(classify_io(&e, e.to_string()), HttpError::Transport(_)));
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Transport(_)
+        ));
     }
 
     #[test]

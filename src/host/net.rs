@@ -115,7 +115,14 @@ const fn v6(segments: [u16; 8], prefix: u8, what: &'static str) -> Blocked {
 const BLOCKED_V4: &[Blocked] = &[
     v4(0, 0, 0, 0, 8, "0.0.0.0/8, this network / unspecified"),
     v4(10, 0, 0, 0, 8, "10.0.0.0/8, private network (RFC 1918)"),
-    v4(100, 64, 0, 0, 10, "100.64.0.0/10, carrier-grade NAT (RFC 6598)"),
+    v4(
+        100,
+        64,
+        0,
+        0,
+        10,
+        "100.64.0.0/10, carrier-grade NAT (RFC 6598)",
+    ),
     v4(127, 0, 0, 0, 8, "127.0.0.0/8, loopback"),
     v4(
         169,
@@ -125,11 +132,25 @@ const BLOCKED_V4: &[Blocked] = &[
         16,
         "169.254.0.0/16, link-local and cloud metadata",
     ),
-    v4(172, 16, 0, 0, 12, "172.16.0.0/12, private network (RFC 1918)"),
+    v4(
+        172,
+        16,
+        0,
+        0,
+        12,
+        "172.16.0.0/12, private network (RFC 1918)",
+    ),
     v4(192, 0, 0, 0, 24, "192.0.0.0/24, IETF protocol assignments"),
     v4(192, 0, 2, 0, 24, "192.0.2.0/24, documentation"),
     v4(192, 88, 99, 0, 24, "192.88.99.0/24, 6to4 relay anycast"),
-    v4(192, 168, 0, 0, 16, "192.168.0.0/16, private network (RFC 1918)"),
+    v4(
+        192,
+        168,
+        0,
+        0,
+        16,
+        "192.168.0.0/16, private network (RFC 1918)",
+    ),
     v4(198, 18, 0, 0, 15, "198.18.0.0/15, benchmarking"),
     v4(198, 51, 100, 0, 24, "198.51.100.0/24, documentation"),
     v4(203, 0, 113, 0, 24, "203.0.113.0/24, documentation"),
@@ -254,7 +275,10 @@ impl EgressError {
         match self {
             EgressError::Timeout(_) => true,
             EgressError::Connect(e) => {
-                matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                )
             }
             _ => false,
         }
@@ -598,7 +622,10 @@ mod tests {
         .unwrap_err();
         assert!(err.is_blocked());
         let text = err.to_string();
-        assert!(text.contains("api.example.com resolves to 10.1.2.3"), "{text}");
+        assert!(
+            text.contains("api.example.com resolves to 10.1.2.3"),
+            "{text}"
+        );
         assert!(text.contains("10.0.0.0/8, private network"), "{text}");
         assert!(text.contains("add \"10.1.2.3\""), "{text}");
         assert!(text.contains("\"10.1.0.0/16\""), "{text}");
@@ -723,13 +750,19 @@ mod tests {
         let answers: [&str; 0] = [];
         let p = policy(&["127.0.0.1"]);
         let got = resolve_checked(&p, &url("http://127.0.0.1:81/"), &fake(&answers, &calls));
-        assert_eq!(got.unwrap(), vec!["127.0.0.1:81".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            got.unwrap(),
+            vec!["127.0.0.1:81".parse::<SocketAddr>().unwrap()]
+        );
         let got = resolve_checked(
             &p,
             &url("http://[::ffff:127.0.0.1]:81/"),
             &fake(&answers, &calls),
         );
-        assert_eq!(got.unwrap(), vec!["127.0.0.1:81".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            got.unwrap(),
+            vec!["127.0.0.1:81".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(calls.get(), 0);
         // A literal of a blocked network the allowlist does not name.
         let err = resolve_checked(

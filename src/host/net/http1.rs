@@ -134,7 +134,10 @@ pub(crate) fn server_name(url: &Url) -> io::Result<ServerName<'static>> {
         }
         Some(Host::Ipv4(ip)) => Ok(ServerName::IpAddress(std::net::IpAddr::V4(ip).into())),
         Some(Host::Ipv6(ip)) => Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into())),
-        None => Err(io::Error::new(io::ErrorKind::InvalidInput, "URL has no host")),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "URL has no host",
+        )),
     }
 }
 
@@ -186,8 +189,7 @@ fn request_headers(req: &Request<'_>) -> io::Result<HeaderMap> {
     if let Some(body) = req.body {
         map.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    map.entry(ACCEPT)
-        .or_insert(HeaderValue::from_static("*/*"));
+    map.entry(ACCEPT).or_insert(HeaderValue::from_static("*/*"));
     map.entry(USER_AGENT)
         .or_insert(HeaderValue::from_static(DEFAULT_USER_AGENT));
     let host = req
@@ -305,7 +307,10 @@ fn is_chunked(headers: &HeaderMap) -> bool {
         .get_all(TRANSFER_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|s| s.trim().eq_ignore_ascii_case("chunked")))
+        .any(|v| {
+            v.split(',')
+                .any(|s| s.trim().eq_ignore_ascii_case("chunked"))
+        })
 }
 
 /// The `Content-Length`; repeated values must agree.
@@ -337,8 +342,9 @@ fn charset_of(headers: &HeaderMap) -> Charset {
     let rest = trim_spaces(bytes.get(semi.saturating_add(1)..).unwrap_or(&[]));
     match rest.strip_prefix(b"charset=") {
         // `Charset` is `&'static encoding_rs::Encoding`; its target type is not re-exported.
-        Some(label) => <<Charset as std::ops::Deref>::Target>::for_label(label)
-            .unwrap_or(charsets::UTF_8),
+        Some(label) => {
+            <<Charset as std::ops::Deref>::Target>::for_label(label).unwrap_or(charsets::UTF_8)
+        }
         None => charsets::UTF_8,
     }
 }
@@ -527,7 +533,10 @@ mod tests {
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip, Chunked"));
         assert!(is_chunked(&h));
         assert_eq!(charset_of(&h), charsets::UTF_8);
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html;charset=nope"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html;charset=nope"),
+        );
         assert_eq!(charset_of(&h), charsets::UTF_8);
     }
 
