@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
+pub mod tark;
 
 pub use error::{Error, Result};
 pub use limits::Limits;
