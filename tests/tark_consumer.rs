@@ -75,8 +75,8 @@ mod channels {
     use super::*;
     use plugins::{
         ChannelInboundMessage, ChannelInfo, ChannelSendRequest, ChannelSendResult,
-        ChannelWebhookRequest, ChannelWebhookResponse, InstalledPlugin, PluginHost,
-        PluginRegistry, PluginType,
+        ChannelWebhookRequest, ChannelWebhookResponse, InstalledPlugin, PluginHost, PluginRegistry,
+        PluginType,
     };
 
     /// src/channels/remote.rs: `QueuedRemoteMessage`.
@@ -674,8 +674,14 @@ mod llm {
     /// What `try_create_plugin_provider` would build.
     #[derive(Debug, PartialEq)]
     pub enum Created {
-        Native { api_mode: String, token: String, headers: Vec<(String, String)> },
-        Adapter { model: String },
+        Native {
+            api_mode: String,
+            token: String,
+            headers: Vec<(String, String)>,
+        },
+        Adapter {
+            model: String,
+        },
     }
 
     /// `try_create_plugin_provider`.
@@ -927,11 +933,10 @@ mod plugin_cli {
             .get(plugin_id)
             .ok_or_else(|| anyhow::anyhow!("Plugin '{}' not found", plugin_id))?
             .clone();
-        let oauth_config = plugin
-            .manifest
-            .oauth
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("Plugin '{}' has no OAuth configuration", plugin_id))?;
+        let oauth_config =
+            plugin.manifest.oauth.clone().ok_or_else(|| {
+                anyhow::anyhow!("Plugin '{}' has no OAuth configuration", plugin_id)
+            })?;
         let mut oauth_config = oauth_config.clone();
         if let Some(local_root) = project_root {
             let creds_path = local_root
@@ -940,8 +945,7 @@ mod plugin_cli {
                 .join("oauth.json");
             oauth_config.credentials_path = Some(creds_path.to_string_lossy().to_string());
         }
-        if plugin.plugin_type() == crate::plugins::PluginType::Channel && plugin.id() == "discord"
-        {
+        if plugin.plugin_type() == crate::plugins::PluginType::Channel && plugin.id() == "discord" {
             oauth_config.client_id = "app-id".to_string();
             oauth_config.client_secret = None;
         }
@@ -989,7 +993,12 @@ mod plugin_cli {
             manifest.plugin_type()
         );
         let caps = &manifest.capabilities;
-        let _ = (caps.storage, caps.http.join(", "), caps.env.join(", "), caps.shell);
+        let _ = (
+            caps.storage,
+            caps.http.join(", "),
+            caps.env.join(", "),
+            caps.shell,
+        );
         let wasm_path = source_path.join(&manifest.plugin.wasm);
         if !wasm_path.exists() {
             anyhow::bail!("WASM module not found: {}", manifest.plugin.wasm);
@@ -1053,7 +1062,11 @@ mod plugin_cli {
         registry.plugins_dir().join(plugin_id).join(".install.json")
     }
 
-    fn write_install_source(registry: &PluginRegistry, plugin_id: &str, source: &Value) -> Result<()> {
+    fn write_install_source(
+        registry: &PluginRegistry,
+        plugin_id: &str,
+        source: &Value,
+    ) -> Result<()> {
         let path = source_file_path(registry, plugin_id);
         std::fs::write(&path, serde_json::to_string_pretty(source)?)?;
         Ok(())
@@ -1187,7 +1200,7 @@ fn types_have_tarks_send_sync_and_serde_shapes() {
     assert_eq!(
         serde_json::to_value(&send).expect("ser"),
         json!({"conversation_id": "c1", "text": "hi", "message_id": "m1", "is_final": true,
-               "metadata_json": "{\"tark\":{\"kind\":\"stream\",\"mirror\":true,\"source\":\"local\"}}"})
+               "metadata_json": "{\"tark\":{\"mirror\":true,\"source\":\"local\",\"kind\":\"stream\"}}"})
     );
     let info: plugins::ChannelInfo =
         serde_json::from_str(r#"{"id":"s","display_name":"S"}"#).expect("channel info");
@@ -1201,10 +1214,9 @@ fn types_have_tarks_send_sync_and_serde_shapes() {
     let sent: plugins::ChannelSendResult =
         serde_json::from_str(r#"{"success":true}"#).expect("send result");
     assert!(sent.message_id.is_none() && sent.error.is_none());
-    let chat: plugins::ChatResponse = serde_json::from_str(
-        r#"{"text":"x","usage":{"input_tokens":1,"output_tokens":2}}"#,
-    )
-    .expect("chat");
+    let chat: plugins::ChatResponse =
+        serde_json::from_str(r#"{"text":"x","usage":{"input_tokens":1,"output_tokens":2}}"#)
+            .expect("chat");
     let usage: plugins::ChatUsage = chat.usage.expect("usage");
     assert_eq!((usage.input_tokens, usage.output_tokens), (1, 2));
     let creds: plugins::AuthCredentials =
@@ -1232,7 +1244,10 @@ fn types_have_tarks_send_sync_and_serde_shapes() {
     let _: Option<&plugins::PluginCapabilities> = None;
     let q = channels::queued("queued");
     assert_eq!(q.message.text, "queued");
-    assert_eq!((q.plugin_id.as_str(), q.received_at.as_str()), ("discord", "now"));
+    assert_eq!(
+        (q.plugin_id.as_str(), q.received_at.as_str()),
+        ("discord", "now")
+    );
     assert_eq!(plugins::PLUGIN_API_VERSION, "0.2.0");
 }
 
@@ -1352,25 +1367,34 @@ fn registry_and_cli_call_sites() {
     assert_eq!(ids, vec![AUTH, CHANNEL, PROVIDER]);
     assert_eq!(rows[2].2, "provider");
     assert_eq!(rows[2].3, "enabled");
-    let info = rt.block_on(plugin_cli::run_plugin_info(PROVIDER)).expect("info");
+    let info = rt
+        .block_on(plugin_cli::run_plugin_info(PROVIDER))
+        .expect("info");
     assert!(info.starts_with("legacy-provider 0.1.0 provider"), "{info}");
     assert!(info.contains("storage=true http=127.0.0.1 env=LEGACY_PROVIDER_API_KEY"));
-    let e = rt.block_on(plugin_cli::run_plugin_info("nope")).expect_err("missing");
+    let e = rt
+        .block_on(plugin_cli::run_plugin_info("nope"))
+        .expect_err("missing");
     assert_eq!(e.to_string(), "Plugin 'nope' not found");
 
     // Installing twice: tark's text.
     let e = rt
         .block_on(plugin_cli::run_plugin_add(example_plugin_dir(PROVIDER)))
         .expect_err("twice");
-    assert_eq!(e.to_string(), "Plugin 'legacy-provider' is already installed");
+    assert_eq!(
+        e.to_string(),
+        "Plugin 'legacy-provider' is already installed"
+    );
 
     // Disable / enable through get_mut, as tark's CLI does; by_type / provider_plugins.
-    rt.block_on(plugin_cli::run_plugin_disable(PROVIDER)).expect("disable");
+    rt.block_on(plugin_cli::run_plugin_disable(PROVIDER))
+        .expect("disable");
     let plugins_dir = world.root.path().join("plugins");
     assert!(plugins_dir.join(PROVIDER).join(".disabled").exists());
     assert!(llm::list_plugin_providers().is_empty());
     assert_eq!(resolve_base_provider(PROVIDER), PROVIDER);
-    rt.block_on(plugin_cli::run_plugin_enable(PROVIDER)).expect("enable");
+    rt.block_on(plugin_cli::run_plugin_enable(PROVIDER))
+        .expect("enable");
     assert!(!plugins_dir.join(PROVIDER).join(".disabled").exists());
     assert_eq!(resolve_base_provider(PROVIDER), "openai");
     assert_eq!(
@@ -1398,13 +1422,15 @@ fn registry_and_cli_call_sites() {
     // Remove and reinstall a copy.
     let copy = world.root.path().join("auth-copy");
     copy_dir(&example_plugin_dir(AUTH), &copy);
-    rt.block_on(plugin_cli::run_plugin_remove(AUTH)).expect("remove");
+    rt.block_on(plugin_cli::run_plugin_remove(AUTH))
+        .expect("remove");
     let e = rt
         .block_on(plugin_cli::run_plugin_remove(AUTH))
         .expect_err("gone");
     assert_eq!(e.to_string(), "Plugin 'legacy-auth' not found");
     assert_eq!(
-        rt.block_on(plugin_cli::run_plugin_add(copy)).expect("re-add"),
+        rt.block_on(plugin_cli::run_plugin_add(copy))
+            .expect("re-add"),
         AUTH
     );
 }
@@ -1419,9 +1445,11 @@ fn copy_dir(src: &Path, dst: &Path) {
 #[test]
 fn provider_chat_through_the_adapter_on_both_compilers() {
     let (_g, _world) = world();
+    // One server for both compilers: the provider keeps its base URL in storage.
+    let server = HttpTestServer::start();
     for compiler in COMPILERS {
         use_compiler(compiler);
-        let server = HttpTestServer::start();
+        server.clear_requests();
         let rt = runtime();
         let adapter = llm::PluginProviderAdapter::new(PROVIDER).expect("adapter");
         assert_eq!(adapter.display_name, "Legacy Provider");
@@ -1655,11 +1683,18 @@ fn oauth_round_trip_credentials_reach_the_channel() {
         // the token request carried.
         let auth_url = seen.lock().expect("lock").clone().expect("browser called");
         let parsed = url::Url::parse(&auth_url).expect("url");
-        let q: std::collections::BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
+        let q: std::collections::BTreeMap<String, String> =
+            parsed.query_pairs().into_owned().collect();
         assert_eq!(q.get("response_type").map(String::as_str), Some("code"));
         assert_eq!(q.get("client_id").map(String::as_str), Some("cid"));
-        assert_eq!(q.get("scope").map(String::as_str), Some("bot messages.read"));
-        assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"));
+        assert_eq!(
+            q.get("scope").map(String::as_str),
+            Some("bot messages.read")
+        );
+        assert_eq!(
+            q.get("code_challenge_method").map(String::as_str),
+            Some("S256")
+        );
         assert_eq!(q.get("prompt").map(String::as_str), Some("consent"));
         assert!(auth_url.contains("scope=bot%20messages.read"), "{auth_url}");
         let token_reqs = http.requests_to("/token");
@@ -1669,8 +1704,13 @@ fn oauth_round_trip_credentials_reach_the_channel() {
             Some("application/x-www-form-urlencoded")
         );
         let form: std::collections::BTreeMap<String, String> =
-            url::form_urlencoded::parse(token_reqs[0].body.as_bytes()).into_owned().collect();
-        assert_eq!(form.get("grant_type").map(String::as_str), Some("authorization_code"));
+            url::form_urlencoded::parse(token_reqs[0].body.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            form.get("grant_type").map(String::as_str),
+            Some("authorization_code")
+        );
         assert_eq!(form.get("code").map(String::as_str), Some("the-code"));
         let verifier = form.get("code_verifier").expect("verifier");
         assert_eq!(verifier.len(), 128);
@@ -1683,11 +1723,15 @@ fn oauth_round_trip_credentials_reach_the_channel() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&creds_path).expect("creds").permissions().mode();
+            let mode = std::fs::metadata(&creds_path)
+                .expect("creds")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{compiler}");
         }
         let stored: Value =
-            serde_json::from_str(&std::fs::read_to_string(&creds_path).expect("read")).expect("json");
+            serde_json::from_str(&std::fs::read_to_string(&creds_path).expect("read"))
+                .expect("json");
         assert_eq!(stored["access_token"], "oauth-token");
         assert_eq!(stored["api_base"], json!(http.base_url()));
         let manager = channels::ChannelManager {
@@ -1720,7 +1764,10 @@ fn oauth_tokens_processed_by_the_plugin_and_refusals() {
     http.set_response(
         "POST",
         "/token",
-        CannedResponse::json(200, &json!({"access_token": "a1", "refresh_token": "r1", "expires_in": 60})),
+        CannedResponse::json(
+            200,
+            &json!({"access_token": "a1", "refresh_token": "r1", "expires_in": 60}),
+        ),
     );
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
@@ -1740,7 +1787,9 @@ fn oauth_tokens_processed_by_the_plugin_and_refusals() {
             });
         };
         let result = rt
-            .block_on(plugins::run_oauth_flow_with_browser(&plugin, &config, browser))
+            .block_on(plugins::run_oauth_flow_with_browser(
+                &plugin, &config, browser,
+            ))
             .expect("flow");
         let v: Value = serde_json::from_str(&result.tokens_json).expect("json");
         assert_eq!(
@@ -1758,7 +1807,10 @@ fn oauth_tokens_processed_by_the_plugin_and_refusals() {
     let e = rt
         .block_on(plugins::run_oauth_flow_for_plugin(&plugin, &config))
         .expect_err("device flow");
-    assert_eq!(e.to_string(), "Only PKCE OAuth flow is supported for plugins right now");
+    assert_eq!(
+        e.to_string(),
+        "Only PKCE OAuth flow is supported for plugins right now"
+    );
     config.flow = plugins::OAuthFlowType::Pkce;
     config.client_id = "${TARK_FACE_UNSET_VAR}".into();
     let e = rt
@@ -1776,7 +1828,9 @@ fn oauth_tokens_processed_by_the_plugin_and_refusals() {
         });
     };
     let e = rt
-        .block_on(plugins::run_oauth_flow_with_browser(&plugin, &config, browser))
+        .block_on(plugins::run_oauth_flow_with_browser(
+            &plugin, &config, browser,
+        ))
         .expect_err("denied");
     assert_eq!(e.to_string(), "OAuth authorization failed: access_denied");
 }
@@ -1840,7 +1894,10 @@ fn http_get(url: &str) -> std::io::Result<String> {
         Some(q) => format!("{}?{q}", parsed.path()),
         None => parsed.path().to_string(),
     };
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     stream.read_to_string(&mut out)?;
     Ok(out.lines().next().unwrap_or_default().to_string())

@@ -59,7 +59,10 @@ fn patch_applies_cleanly_to_the_reference_copy() {
         "crates/tree-sitter-javascript-compat/Cargo.toml",
         "crates/tree-sitter-javascript-compat/src/lib.rs",
     ] {
-        assert!(output.contains(&format!("Checking patch {file}")), "{output}");
+        assert!(
+            output.contains(&format!("Checking patch {file}")),
+            "{output}"
+        );
     }
 }
 
@@ -111,7 +114,9 @@ fn patched_tark_has_the_wasmer_feature_and_keeps_wasmtime_without_it() {
         .collect();
     assert!(!default.contains(&"wasmer"), "wasmer must stay opt-in");
     assert_eq!(deps["wasmtime"].as_str(), Some("27"), "wasmtime untouched");
-    let js = deps["tree-sitter-javascript"].as_table().expect("js grammar");
+    let js = deps["tree-sitter-javascript"]
+        .as_table()
+        .expect("js grammar");
     assert_eq!(
         js.get("package").and_then(|v| v.as_str()),
         Some("tark-tree-sitter-javascript")
@@ -121,13 +126,21 @@ fn patched_tark_has_the_wasmer_feature_and_keeps_wasmtime_without_it() {
             .expect("compat manifest"),
     )
     .expect("compat parses");
-    let grammar = compat["dependencies"]["grammar"].as_table().expect("grammar");
+    let grammar = compat["dependencies"]["grammar"]
+        .as_table()
+        .expect("grammar");
     assert_eq!(
         grammar.get("package").and_then(|v| v.as_str()),
         Some("tree-sitter-javascript")
     );
-    assert_eq!(grammar.get("version").and_then(|v| v.as_str()), Some("0.23"));
-    assert_eq!(compat["lib"]["name"].as_str(), Some("tree_sitter_javascript"));
+    assert_eq!(
+        grammar.get("version").and_then(|v| v.as_str()),
+        Some("0.23")
+    );
+    assert_eq!(
+        compat["lib"]["name"].as_str(),
+        Some("tree_sitter_javascript")
+    );
 
     // mod.rs: the re-export under the feature; every wasmtime item only without it.
     let module = std::fs::read_to_string(tree.join("src/plugins/mod.rs")).expect("mod.rs");
@@ -148,7 +161,14 @@ fn patched_tark_has_the_wasmer_feature_and_keeps_wasmtime_without_it() {
         }
     }
     // Nothing of the wasmtime host itself changed.
-    for file in ["host/mod.rs", "manifest/mod.rs", "registry/mod.rs", "oauth.rs", "widget.rs", "ws_host.rs"] {
+    for file in [
+        "host/mod.rs",
+        "manifest/mod.rs",
+        "registry/mod.rs",
+        "oauth.rs",
+        "widget.rs",
+        "ws_host.rs",
+    ] {
         assert_eq!(
             std::fs::read(tree.join("src/plugins").join(file)).expect("patched"),
             std::fs::read(reference().join("src/plugins").join(file)).expect("reference"),

@@ -167,11 +167,7 @@ fn test_expand_home_path() {
         fs_read: vec!["~/.gemini/oauth_creds.json".to_string()],
         ..Default::default()
     };
-    assert!(caps.is_fs_read_allowed(
-        &home
-            .join(".gemini/oauth_creds.json")
-            .to_string_lossy()
-    ));
+    assert!(caps.is_fs_read_allowed(&home.join(".gemini/oauth_creds.json").to_string_lossy()));
     assert!(caps.is_fs_read_allowed("~/.gemini/oauth_creds.json"));
     assert!(!caps.is_fs_read_allowed("/absolute/path"));
     assert!(!caps.is_fs_read_allowed(&home.join(".ssh/id_rsa").to_string_lossy()));
@@ -188,7 +184,11 @@ fn test_fs_read_empty() {
 fn test_glob_match_path() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().canonicalize().expect("canonical");
-    for rel in ["usr/local/file.txt", "usr/local/bin/file.txt", "usr/local/lib/test.js"] {
+    for rel in [
+        "usr/local/file.txt",
+        "usr/local/bin/file.txt",
+        "usr/local/lib/test.js",
+    ] {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, "x").expect("write");

@@ -68,7 +68,11 @@ impl PluginHost {
     /// Load a plugin with another data directory (tark's project-local
     /// `<project>/.tark/plugins/<id>/data`). Replaces an instance already loaded under
     /// the same id.
-    pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: PathBuf) -> Result<()> {
+    pub fn load_with_data_dir(
+        &mut self,
+        plugin: &InstalledPlugin,
+        data_dir: PathBuf,
+    ) -> Result<()> {
         log::info!(
             "[plugin:{}] loading (data dir: {})",
             plugin.id(),

@@ -23,10 +23,12 @@ impl PluginCapabilities {
     /// May the plugin read the environment variable `var`? Exact name, `*`, or an entry
     /// ending in `*` used as a prefix (`GEMINI_*`): tark's rule, also the host's.
     pub fn is_env_allowed(&self, var: &str) -> bool {
-        self.env.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => var.starts_with(prefix),
-            None => allowed == var,
-        })
+        self.env
+            .iter()
+            .any(|allowed| match allowed.strip_suffix('*') {
+                Some(prefix) => var.starts_with(prefix),
+                None => allowed == var,
+            })
     }
 
     /// May the plugin read `requested_path` through `fs.read`? `~` expands to the home

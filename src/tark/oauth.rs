@@ -184,7 +184,11 @@ fn wait_for_code(listener: &TcpListener, path: &str, state: Option<&str>) -> Res
 
 /// Answer one request on the callback listener: `Some(code)` when it carried the
 /// authorization code (and the right `state`), an error when it carried `error`.
-fn handle_callback(mut stream: TcpStream, path: &str, state: Option<&str>) -> Result<Option<String>> {
+fn handle_callback(
+    mut stream: TcpStream,
+    path: &str,
+    state: Option<&str>,
+) -> Result<Option<String>> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(CALLBACK_READ_TIMEOUT))?;
     let Some(target) = read_request_target(&mut stream) else {
@@ -504,7 +508,10 @@ mod tests {
 
     #[test]
     fn percent_encoding_keeps_only_unreserved() {
-        assert_eq!(percent_encode("a b/c?d=e&f~g.h-i_j"), "a%20b%2Fc%3Fd%3De%26f~g.h-i_j");
+        assert_eq!(
+            percent_encode("a b/c?d=e&f~g.h-i_j"),
+            "a%20b%2Fc%3Fd%3De%26f~g.h-i_j"
+        );
     }
 
     #[test]

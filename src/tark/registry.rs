@@ -123,10 +123,8 @@ impl PluginRegistry {
         self.plugins.clear();
         self.inner.scan()?;
         for entry in self.inner.list() {
-            self.plugins.insert(
-                entry.id.clone(),
-                InstalledPlugin::from_entry(entry.clone()),
-            );
+            self.plugins
+                .insert(entry.id.clone(), InstalledPlugin::from_entry(entry.clone()));
         }
         Ok(())
     }
@@ -172,6 +170,7 @@ impl PluginRegistry {
 
     /// Copy a plugin from `source_dir` into the plugins directory; its id. Refuses an id
     /// that is installed (`Plugin '<id>' is already installed`).
+    #[allow(clippy::ptr_arg)] // tark's signature
     pub fn install(&mut self, source_dir: &PathBuf) -> Result<String> {
         let source = core::InstallSource::local(source_dir)?;
         let entry = self.inner.install_from_dir(source_dir, source, false)?;
@@ -184,6 +183,7 @@ impl PluginRegistry {
 
     /// Replace an installed plugin's files from `source_dir`, keeping `data/`,
     /// `.disabled` and `.install.json`.
+    #[allow(clippy::ptr_arg)] // tark's signature
     pub fn update(&mut self, id: &str, source_dir: &PathBuf) -> Result<()> {
         let entry = self.inner.update_from_dir(id, source_dir)?;
         self.plugins
