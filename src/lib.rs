@@ -73,6 +73,7 @@ pub mod plugin;
 
 // ---- 5. Faces for other users -----------------------------------------------------------
 pub mod lowlevel;
+pub mod tark;
 
 mod error;
 mod fsutil;

@@ -14,9 +14,20 @@
 //!   `[::1]` and `[0:0::1]` are one entry); dot-suffix matching never applies to or
 //!   from IP literals (tark would let an entry `0.0.1` allow `1.0.0.1`).
 //!   IPv6 entries may be written with or without brackets.
-//! - Entries that are not host names (`https://x`, `x:443`, empty, `*`, `*.`) match
-//!   nothing; a warning names them when the policy is built.
+//! - IP literals are compared in canonical form: `[::ffff:127.0.0.1]` is `127.0.0.1`.
+//! - Address entries may carry a port (`127.0.0.1:8080`, `[::1]:8080`: that port only)
+//!   or be a network (`10.1.0.0/16`, `fd00::/8`: every IP literal inside it). Names
+//!   never carry a port.
+//! - Entries that are not host names or address entries (`https://x`, `x:443`, empty,
+//!   `*`, `*.`) match nothing; a warning names them when the policy is built.
 //! - `localhost` is an ordinary name: allowed only when listed.
+//!
+//! # Addresses (egress rules, `src/host/net.rs`)
+//!
+//! Passing the host rule is not enough to connect: the host resolves names itself and
+//! refuses loopback, private, link-local and other blocked networks unless an address
+//! entry (with or without port, or a network) covers the resolved address
+//! ([`Policy::address_listed`]). A name entry never allows a blocked address.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -74,8 +85,10 @@ enum NormHost {
 /// One compiled `http` allowlist entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostEntry {
-    /// Exactly this address.
-    Ip(IpAddr),
+    /// Exactly this address (canonical form), on any port or only on the given one.
+    Ip(IpAddr, Option<u16>),
+    /// Every address of this network (`addr/prefix`, host bits cleared).
+    Net(IpAddr, u8),
     /// This name and (tark's rule) every subdomain.
     Name(String),
     /// `*.suffix`: the suffix itself and every subdomain.
@@ -93,21 +106,95 @@ impl HostEntry {
                 _ => HostEntry::Never,
             };
         }
+        if entry.contains('/') {
+            return parse_network(entry).unwrap_or(HostEntry::Never);
+        }
+        if !entry.contains('%') {
+            if let Ok(sa) = entry.parse::<std::net::SocketAddr>() {
+                return match sa.port() {
+                    0 => HostEntry::Never,
+                    port => HostEntry::Ip(sa.ip().to_canonical(), Some(port)),
+                };
+            }
+        }
         match normalize_host(entry) {
-            Some(NormHost::Ip(ip)) => HostEntry::Ip(ip),
+            Some(NormHost::Ip(ip)) => HostEntry::Ip(ip, None),
             Some(NormHost::Name(n)) => HostEntry::Name(n),
             None => HostEntry::Never,
         }
     }
 
-    fn matches(&self, host: &NormHost) -> bool {
+    /// Does this entry allow `host` on `port` (None: an entry without port only)?
+    fn matches(&self, host: &NormHost, port: Option<u16>) -> bool {
         match (self, host) {
-            (HostEntry::Ip(e), NormHost::Ip(h)) => e == h,
+            (HostEntry::Ip(e, None), NormHost::Ip(h)) => e == h,
+            (HostEntry::Ip(e, Some(p)), NormHost::Ip(h)) => e == h && port == Some(*p),
+            (HostEntry::Net(net, prefix), NormHost::Ip(h)) => in_network(*h, *net, *prefix),
             (HostEntry::Name(e), NormHost::Name(h))
             | (HostEntry::Wildcard(e), NormHost::Name(h)) => is_same_or_subdomain(h, e),
             _ => false,
         }
     }
+}
+
+/// Is `addr` inside `net/prefix`? Different families never match.
+pub(crate) fn in_network(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(prefix)));
+            let mask = if prefix == 0 { 0 } else { mask.unwrap_or(0) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128u32.saturating_sub(u32::from(prefix)));
+            let mask = if prefix == 0 { 0 } else { mask.unwrap_or(0) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `10.1.0.0/16`, `fd00::/8` (IPv6 optionally bracketed): a network entry. The
+/// address is canonicalised and its host bits are cleared. None when malformed.
+fn parse_network(entry: &str) -> Option<HostEntry> {
+    let (addr, prefix) = entry.split_once('/')?;
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let addr: IpAddr = addr.parse().ok()?;
+    if !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.is_empty() || prefix.len() > 3 {
+        return None;
+    }
+    let prefix: u8 = prefix.parse().ok()?;
+    let (addr, prefix) = match addr {
+        IpAddr::V4(_) if prefix <= 32 => (addr, prefix),
+        // `::ffff:a.b.c.d/N` with N >= 96 is the IPv4 network `a.b.c.d/(N-96)`.
+        IpAddr::V6(v6) if (96..=128).contains(&prefix) && v6.to_ipv4_mapped().is_some() => {
+            (IpAddr::V6(v6).to_canonical(), prefix - 96)
+        }
+        IpAddr::V6(_) if prefix <= 128 => (addr, prefix),
+        _ => return None,
+    };
+    let cleared = match addr {
+        IpAddr::V4(a) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    Some(HostEntry::Net(cleared, prefix))
 }
 
 /// `host == suffix` or `host` ends with `"." + suffix`, without allocating.
@@ -134,7 +221,7 @@ fn normalize_host(raw: &str) -> Option<NormHost> {
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(raw);
     if let Ok(ip) = unbracketed.parse::<IpAddr>() {
-        return Some(NormHost::Ip(ip));
+        return Some(NormHost::Ip(ip.to_canonical()));
     }
     if raw.contains('%') {
         // No percent-decoding games: an escaped host is not an allowlist host.
@@ -150,7 +237,7 @@ fn normalize_host(raw: &str) -> Option<NormHost> {
             }
         }
         Ok(url::Host::Ipv4(ip)) => Some(NormHost::Ip(IpAddr::V4(ip))),
-        Ok(url::Host::Ipv6(ip)) => Some(NormHost::Ip(IpAddr::V6(ip))),
+        Ok(url::Host::Ipv6(ip)) => Some(NormHost::Ip(IpAddr::V6(ip).to_canonical())),
         Err(_) => None,
     }
 }
@@ -178,7 +265,7 @@ impl Policy {
                 let compiled = HostEntry::compile(e);
                 if compiled == HostEntry::Never {
                     log::warn!(
-                        "[plugin:{plugin_id}] http allowlist entry {e:?} is not a host name (or `*.` + host name); it matches nothing"
+                        "[plugin:{plugin_id}] http allowlist entry {e:?} is not a host name, `*.` + host name, IP address (optionally with :port) or network (addr/prefix); it matches nothing"
                     );
                 }
                 compiled
@@ -219,7 +306,7 @@ impl Policy {
         let host = parsed
             .host_str()
             .ok_or_else(|| Denied::InvalidUrl(format!("{url}: no host")))?;
-        if !self.host_allowed(host) {
+        if !self.host_port_allowed(host, parsed.port_or_known_default()) {
             return Err(Denied::Host(host.to_string()));
         }
         if scheme == "http" {
@@ -247,13 +334,29 @@ impl Policy {
         }
     }
 
-    /// Check one host name (used for redirect hops). Accepts a URL host as printed by
-    /// the `url` crate (IPv6 in brackets) or a bare host/IP.
+    /// Check one host name on any port: entries restricted to a port do not count.
+    /// Accepts a URL host as printed by the `url` crate (IPv6 in brackets) or a bare
+    /// host/IP.
     pub fn host_allowed(&self, host: &str) -> bool {
+        self.host_port_allowed(host, None)
+    }
+
+    /// Check a host on a port (None: only entries without a port can match).
+    fn host_port_allowed(&self, host: &str, port: Option<u16>) -> bool {
         match normalize_host(host) {
-            Some(h) => self.http.iter().any(|e| e.matches(&h)),
+            Some(h) => self.http.iter().any(|e| e.matches(&h, port)),
             None => false,
         }
+    }
+
+    /// Does the allowlist name this address explicitly (the address itself, the address
+    /// with this port, or a network containing it)? Only such entries let a plugin reach
+    /// an address in a blocked network (`src/host/net.rs`); host names never do.
+    pub fn address_listed(&self, addr: IpAddr, port: u16) -> bool {
+        let h = NormHost::Ip(addr.to_canonical());
+        self.http.iter().any(|e| {
+            matches!(e, HostEntry::Ip(..) | HostEntry::Net(..)) && e.matches(&h, Some(port))
+        })
     }
 
     /// Check a `tark:ws.connect` URL's host against the allowlist (the scheme rule,
@@ -268,7 +371,7 @@ impl Policy {
         let host = parsed
             .host_str()
             .ok_or_else(|| Denied::InvalidUrl(format!("{url}: no host")))?;
-        if !self.host_allowed(host) {
+        if !self.host_port_allowed(host, parsed.port_or_known_default()) {
             return Err(Denied::Host(host.to_string()));
         }
         Ok(parsed)
@@ -675,6 +778,77 @@ mod tests {
             assert!(p.host_allowed("[::1]"), "{entry}");
             assert!(!p.host_allowed("[::2]"), "{entry}");
         }
+    }
+
+    #[test]
+    fn address_entries_with_ports_and_networks() {
+        let p = http_policy(&["127.0.0.1:8080", "[::1]:9090"]);
+        assert!(p.check_http("http://127.0.0.1:8080/").is_ok());
+        assert!(p.check_http("http://[::ffff:127.0.0.1]:8080/").is_ok());
+        assert_eq!(
+            p.check_http("http://127.0.0.1:8081/").unwrap_err(),
+            Denied::Host("127.0.0.1".into())
+        );
+        assert!(p.check_http("http://127.0.0.1/").is_err());
+        assert!(p.check_http("http://[::1]:9090/").is_ok());
+        assert!(p.check_http("http://[::1]/").is_err());
+        // A port-restricted entry does not allow the host "on any port".
+        assert!(!p.host_allowed("127.0.0.1"));
+        assert!(p.address_listed("127.0.0.1".parse().unwrap(), 8080));
+        assert!(!p.address_listed("127.0.0.1".parse().unwrap(), 80));
+        assert!(p.address_listed("::ffff:127.0.0.1".parse().unwrap(), 8080));
+
+        let p = http_policy(&["10.1.0.0/16", "[fd00::]/8", "192.168.1.77/24"]);
+        assert!(p.check_http("http://10.1.200.3/").is_ok());
+        assert!(p.check_http("http://10.2.0.1/").is_err());
+        assert!(p.check_http("http://[fd12::1]/").is_ok());
+        assert!(p.check_http("http://[fe80::1]/").is_err());
+        // Host bits are cleared: the entry is 192.168.1.0/24.
+        assert!(p.check_http("http://192.168.1.5/").is_ok());
+        assert!(p.check_http("http://192.168.2.5/").is_err());
+        assert!(p.address_listed("::ffff:10.1.0.9".parse().unwrap(), 1));
+        // Names never match network entries.
+        assert!(p.check_http("http://10.1.0.0.example/").is_err());
+        // Names are never "listed addresses".
+        let p = http_policy(&["localhost", "example.com"]);
+        assert!(!p.address_listed("127.0.0.1".parse().unwrap(), 80));
+
+        // Malformed networks and ports match nothing.
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "/8",
+            "x/8",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "[fe80::1%2]:80",
+            "localhost:8080",
+        ] {
+            let p = http_policy(&[bad]);
+            assert_eq!(p.http, vec![HostEntry::Never], "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_literals_compare_canonically() {
+        let p = http_policy(&["127.0.0.1"]);
+        assert!(p.check_http("http://[::ffff:127.0.0.1]/").is_ok());
+        assert!(p.check_http("http://[::ffff:7f00:1]/").is_ok());
+        assert!(p.check_http("http://2130706433/").is_ok());
+        assert!(p.check_http("http://0177.0.0.1/").is_ok());
+        assert!(p.check_http("http://0x7f.1/").is_ok());
+        // IPv4-compatible and NAT64 spellings are different addresses.
+        assert!(p.check_http("http://[::127.0.0.1]/").is_err());
+        assert!(p.check_http("http://[64:ff9b::7f00:1]/").is_err());
+        // Zone ids are not valid URL hosts.
+        assert!(matches!(
+            p.check_http("http://[fe80::1%25eth0]/").unwrap_err(),
+            Denied::InvalidUrl(_)
+        ));
+        let p = http_policy(&["::ffff:127.0.0.1"]);
+        assert!(p.check_http("http://127.0.0.1/").is_ok());
     }
 
     #[test]

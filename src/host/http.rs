@@ -1,13 +1,17 @@
-//! `tark:http`: outbound HTTP through one shared attohttpc-based client.
+//! `tark:http`: outbound HTTP through one shared client.
 //!
 //! Design notes (why it looks like this):
-//! - attohttpc has no connection pool (every request sends `Connection: close`); its
-//!   `Session` only carries settings. The shared [`HttpClient`] therefore holds the
-//!   settings that are the same for every plugin (trusted roots), and builds each request
-//!   with the per-plugin [`Limits`](crate::limits::Limits) (timeouts, body size).
-//!   Requests are built with `RequestBuilder::try_new`, which never panics on odd URLs.
+//! - Every request opens one connection (`Connection: close`, no pool). The connection
+//!   is made by the egress rules (`src/host/net.rs`): the host resolves the name,
+//!   refuses blocked networks (loopback, private, link-local, metadata, ...) unless the
+//!   allowlist names the address, and connects to the address it checked. attohttpc
+//!   cannot be given a socket or resolver, so the exchange itself is a small HTTP/1.1
+//!   client with attohttpc's wire behaviour (`src/host/net/http1.rs`); attohttpc still
+//!   provides the header types and charset decoding. The shared [`HttpClient`] holds the
+//!   TLS settings; each request uses the per-plugin [`Limits`](crate::limits::Limits).
 //! - Redirects are followed by hand (at most [`MAX_REDIRECTS`] hops) so that every hop is
-//!   checked against the plugin's allowlist (`tests/host_net.rs`). As reqwest does,
+//!   checked against the plugin's allowlist and the egress rules (`tests/host_net.rs`,
+//!   `tests/egress.rs`). As reqwest does,
 //!   301/302/303 turn a POST into a body-less GET, 307/308 keep method and body, and
 //!   credentials (`Authorization`, `Cookie`, ...) are dropped when a hop changes host or port.
 //! - The body is read through a bounded reader: at most `http_response_max + 1` bytes are
@@ -25,12 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attohttpc::header::{HeaderName, HeaderValue};
-use attohttpc::{ErrorKind, Method, RequestBuilder};
 use rustls::pki_types::CertificateDer;
+use rustls::ClientConfig;
 use url::Url;
 
+use super::net::{self, http1};
 use super::{HostConfig, HostError, PluginContext};
 use crate::limits::Limits;
+use crate::policy::Policy;
 
 /// Redirect hops followed before giving up (tark/reqwest: 10).
 pub const MAX_REDIRECTS: u32 = 10;
@@ -80,6 +86,11 @@ pub enum HttpError {
     /// A redirect pointed at a host outside the allowlist.
     #[error("redirect to non-allowed host: {0}")]
     RedirectDenied(String),
+    /// The host (or a redirect hop) resolves only to addresses in blocked networks
+    /// (loopback, private, link-local, ...) that the allowlist does not name; the text
+    /// says which address and how to allow it. Nothing was connected.
+    #[error("address not allowed: {0}")]
+    Blocked(String),
     /// The response body exceeded the limit.
     #[error("response too large: {size} bytes (limit {limit})")]
     TooLarge {
@@ -127,15 +138,22 @@ pub(crate) fn parse_extra_cas(pems: &[Vec<u8>]) -> Result<Vec<CertificateDer<'st
 
 /// The shared HTTP client.
 pub struct HttpClient {
-    /// Extra trusted roots (on top of the webpki roots attohttpc always trusts).
+    /// Extra trusted roots (on top of the webpki roots, always trusted); `tls` holds
+    /// them, this copy is what the unit tests inspect.
+    #[cfg_attr(not(test), allow(dead_code))]
     extra_roots: Arc<Vec<CertificateDer<'static>>>,
+    /// rustls configuration with the webpki and the extra roots.
+    tls: Arc<ClientConfig>,
 }
 
 impl HttpClient {
     /// Build the client (TLS roots from the config; timeouts come per plugin from its limits).
     pub fn new(config: &HostConfig) -> Result<Self, HostError> {
+        let extra_roots = parse_extra_cas(&config.extra_ca_pem)?;
+        let tls = net::tls_config(&extra_roots)?;
         Ok(HttpClient {
-            extra_roots: Arc::new(parse_extra_cas(&config.extra_ca_pem)?),
+            extra_roots: Arc::new(extra_roots),
+            tls,
         })
     }
 
@@ -170,7 +188,25 @@ impl HttpClient {
         let mut hops = 0u32;
 
         loop {
-            let resp = self.send_once(&current, method, &headers, body, deadline, limits)?;
+            let resp = self
+                .send_once(
+                    &ctx.policy,
+                    &current,
+                    method,
+                    &headers,
+                    body,
+                    deadline,
+                    limits,
+                )
+                .inspect_err(|e| {
+                    if let HttpError::Blocked(why) = e {
+                        log::warn!(
+                            "[plugin:{}] HTTP {} blocked - {why}",
+                            ctx.plugin_id,
+                            method.upper()
+                        );
+                    }
+                })?;
             let status = resp.status().as_u16();
             let Some(next) = redirect_target(status, resp.headers(), &current) else {
                 return read_response(ctx, method, resp, limits.http_response_max);
@@ -210,16 +246,19 @@ impl HttpClient {
         }
     }
 
-    /// Send one request (no redirect following) within the overall deadline.
+    /// Send one request (no redirect following) within the overall deadline, over a
+    /// connection to an address the egress rules checked.
+    #[allow(clippy::too_many_arguments)]
     fn send_once(
         &self,
+        policy: &Policy,
         url: &Url,
         method: HttpMethod,
         headers: &[(HeaderName, HeaderValue)],
         body: Option<&str>,
         deadline: Option<Instant>,
         limits: &Limits,
-    ) -> Result<attohttpc::Response, HttpError> {
+    ) -> Result<http1::Response, HttpError> {
         let remaining = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => limits.http_timeout,
@@ -235,31 +274,29 @@ impl HttpClient {
         } else {
             limits.http_connect_timeout.min(remaining)
         };
-        let m = match method {
-            HttpMethod::Get => Method::GET,
-            HttpMethod::Post => Method::POST,
+        let io_deadline = Instant::now().checked_add(remaining.max(Duration::from_millis(1)));
+        let (tcp, addr) = net::connect(policy, url, connect, io_deadline).map_err(|e| {
+            let text = e.to_string();
+            if e.is_blocked() {
+                HttpError::Blocked(text)
+            } else if e.is_timeout() {
+                HttpError::Timeout(text)
+            } else {
+                HttpError::Transport(text)
+            }
+        })?;
+        log::debug!("http: {url} connected to {addr}");
+        let _ = tcp.set_nodelay(true);
+        let io = |e: std::io::Error| classify_io(&e, format!("Io Error: {e}"));
+        let stream = http1::DeadlineStream::new(tcp, io_deadline);
+        let transport = http1::Transport::for_url(url, stream, &self.tls).map_err(io)?;
+        let request = http1::Request {
+            method: method.upper(),
+            url,
+            headers,
+            body: body.map(str::as_bytes),
         };
-        let mut rb = RequestBuilder::try_new(m, url.as_str())
-            .map_err(classify)?
-            .follow_redirects(false)
-            .allow_compression(false)
-            .default_charset(Some(attohttpc::charsets::UTF_8))
-            .connect_timeout(connect)
-            .read_timeout(remaining.max(Duration::from_millis(1)))
-            .timeout(remaining);
-        for cert in self.extra_roots.iter() {
-            rb = rb.add_root_certificate(cert.clone());
-        }
-        for (name, value) in headers {
-            rb = rb
-                .try_header_append(name.clone(), value.clone())
-                .map_err(classify)?;
-        }
-        let result = match body {
-            Some(b) => rb.body(attohttpc::body::Bytes(b.as_bytes())).send(),
-            None => rb.send(),
-        };
-        result.map_err(classify)
+        http1::exchange(transport, &request).map_err(io)
     }
 }
 
@@ -290,7 +327,7 @@ pub fn bounded_envelope(ctx: &PluginContext, result: &Result<HttpResponse, HttpE
 fn read_response(
     ctx: &PluginContext,
     method: HttpMethod,
-    resp: attohttpc::Response,
+    resp: http1::Response,
     limit: usize,
 ) -> Result<HttpResponse, HttpError> {
     let (status, header_map, reader) = resp.split();
@@ -403,16 +440,6 @@ fn classify_io(e: &std::io::Error, text: String) -> HttpError {
     }
 }
 
-/// Timeouts (connect, read, overall deadline) become [`HttpError::Timeout`]; everything
-/// else is a transport error with attohttpc's text.
-fn classify(e: attohttpc::Error) -> HttpError {
-    let text = e.to_string();
-    match e.kind() {
-        ErrorKind::Io(io) => classify_io(io, text),
-        _ => HttpError::Transport(text),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,13 +521,21 @@ mod tests {
 
     #[test]
     fn timeouts_are_classified() {
-        let e: attohttpc::Error = std::io::Error::from(std::io::ErrorKind::TimedOut).into();
-        assert!(matches!(classify(e), HttpError::Timeout(_)));
-        let e: attohttpc::Error = std::io::Error::from(std::io::ErrorKind::WouldBlock).into();
-        assert!(matches!(classify(e), HttpError::Timeout(_)));
-        let e: attohttpc::Error =
-            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
-        assert!(matches!(classify(e), HttpError::Transport(_)));
+        let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Timeout(_)
+        ));
+        let e = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Timeout(_)
+        ));
+        let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            classify_io(&e, e.to_string()),
+            HttpError::Transport(_)
+        ));
     }
 
     #[test]

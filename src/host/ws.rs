@@ -42,6 +42,7 @@ use tungstenite::{Connector, Message, WebSocket};
 use url::Url;
 
 use super::{HostConfig, HostError, OwnerId, PluginContext};
+use crate::policy::Policy;
 
 /// How often a connection thread wakes up to write queued frames and check for close.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
@@ -78,6 +79,10 @@ pub enum WsError {
     /// Host not allowlisted (legacy: return code -2).
     #[error("WebSocket host not allowed: {0}")]
     Denied(String),
+    /// The host resolves only to addresses in blocked networks the allowlist does not
+    /// name (egress rules, `src/host/net.rs`); nothing was connected.
+    #[error("WebSocket address not allowed: {0}")]
+    Blocked(String),
     /// Unknown handle, or a handle owned by another instance.
     #[error("Unknown websocket handle")]
     UnknownHandle,
@@ -205,20 +210,7 @@ fn next_handle() -> u64 {
 
 /// rustls client configuration trusting the webpki roots plus the configured extra CAs.
 fn tls_config(config: &HostConfig) -> Result<Arc<ClientConfig>, HostError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in super::http::parse_extra_cas(&config.extra_ca_pem)? {
-        roots
-            .add(cert)
-            .map_err(|e| HostError::Tls(format!("extra CA certificate: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HostError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    super::net::tls_config(&super::http::parse_extra_cas(&config.extra_ca_pem)?)
 }
 
 impl WsManager {
@@ -265,14 +257,17 @@ impl WsManager {
         let parsed = validate_url(url)?;
         log::debug!("[plugin:{}] ws.connect({url})", ctx.plugin_id);
 
-        let socket = handshake(&parsed, headers, &self.tls, ctx.limits.ws_handshake_timeout)
-            .map_err(|reason| {
-                log::warn!(
-                    "[plugin:{}] ws.connect({url}) failed: {reason}",
-                    ctx.plugin_id
-                );
-                WsError::Connect(reason)
-            })?;
+        let socket = handshake(
+            &ctx.policy,
+            &parsed,
+            headers,
+            &self.tls,
+            ctx.limits.ws_handshake_timeout,
+        )
+        .map_err(|e| {
+            log::warn!("[plugin:{}] ws.connect({url}) failed: {e}", ctx.plugin_id);
+            e
+        })?;
 
         let handle = next_handle();
         let shared = Arc::new(Shared::default());
@@ -445,45 +440,56 @@ impl Watchdog {
     }
 }
 
-/// Connect, TLS and WebSocket handshake, all within `timeout`.
+/// Connect (egress rules: resolved and checked once, connected to the checked address),
+/// TLS and WebSocket handshake, all within `timeout`. TLS verifies and SNI carries the
+/// URL's host name; only the TCP destination comes from the check.
 fn handshake(
+    policy: &Policy,
     url: &Url,
     headers: &[(String, String)],
     tls: &Arc<ClientConfig>,
     timeout: Duration,
-) -> Result<Socket, String> {
+) -> Result<Socket, WsError> {
+    handshake_inner(policy, url, headers, tls, timeout).map_err(|e| match e {
+        HandshakeFailure::Blocked(why) => WsError::Blocked(why),
+        HandshakeFailure::Other(reason) => WsError::Connect(reason),
+    })
+}
+
+/// Why [`handshake`] failed: refused by the egress rules, or anything else (tark's texts).
+enum HandshakeFailure {
+    Blocked(String),
+    Other(String),
+}
+
+impl From<String> for HandshakeFailure {
+    fn from(reason: String) -> Self {
+        HandshakeFailure::Other(reason)
+    }
+}
+
+fn handshake_inner(
+    policy: &Policy,
+    url: &Url,
+    headers: &[(String, String)],
+    tls: &Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Socket, HandshakeFailure> {
     let timed_out = || format!("WebSocket handshake timed out after {timeout:?}");
     let start = Instant::now();
     let remaining = || timeout.saturating_sub(start.elapsed());
 
-    let addrs = url
-        .socket_addrs(|| Some(443))
-        .map_err(|e| format!("failed to resolve {}: {e}", url.host_str().unwrap_or("")))?;
-    let mut stream = None;
-    let mut last_err = None;
-    for addr in addrs {
-        let left = remaining();
-        if left.is_zero() {
-            break;
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_err = Some(e),
-        }
-    }
-    let stream = match (stream, last_err) {
-        (Some(s), _) => s,
-        (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out()),
-        (None, Some(e)) => return Err(format!("IO error: {e}")),
-        (None, None) if remaining().is_zero() => return Err(timed_out()),
-        (None, None) => return Err(format!("no address for {url}")),
+    let deadline = start.checked_add(timeout);
+    let stream = match super::net::connect(policy, url, timeout, deadline) {
+        Ok((s, _addr)) => s,
+        Err(e) if e.is_blocked() => return Err(HandshakeFailure::Blocked(e.to_string())),
+        Err(e) if e.is_timeout() => return Err(timed_out().into()),
+        Err(super::net::EgressError::Connect(io)) => return Err(format!("IO error: {io}").into()),
+        Err(e) => return Err(e.to_string().into()),
     };
     let left = remaining();
     if left.is_zero() {
-        return Err(timed_out());
+        return Err(timed_out().into());
     }
     let _ = stream.set_nodelay(true);
     stream
@@ -518,15 +524,15 @@ fn handshake(
     let fired = watchdog.finish();
     let socket = match result {
         Ok((socket, _response)) if !fired => socket,
-        Ok(_) | Err(HandshakeError::Interrupted(_)) => return Err(timed_out()),
-        Err(HandshakeError::Failure(_)) if fired => return Err(timed_out()),
-        Err(HandshakeError::Failure(e)) => return Err(e.to_string()),
+        Ok(_) | Err(HandshakeError::Interrupted(_)) => return Err(timed_out().into()),
+        Err(HandshakeError::Failure(_)) if fired => return Err(timed_out().into()),
+        Err(HandshakeError::Failure(e)) => return Err(e.to_string().into()),
     };
 
     let tcp = match socket.get_ref() {
         MaybeTlsStream::Plain(s) => s,
         MaybeTlsStream::Rustls(s) => s.get_ref(),
-        _ => return Err("unexpected WebSocket stream type".into()),
+        _ => return Err(String::from("unexpected WebSocket stream type").into()),
     };
     tcp.set_read_timeout(Some(POLL_INTERVAL))
         .and_then(|_| tcp.set_write_timeout(Some(WRITE_TIMEOUT)))
