@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use common::servers::{HttpTestServer, WssTestServer};
 use serde_json::Value;
-use tark_wasmer::host::{
-    next_owner_id, HostConfig, HostServices, HttpError, HttpMethod, HttpResponse, PluginContext,
-    WsError,
+use tark_wasmer::lowlevel::{
+    next_owner_id, HostServices, HttpError, HttpMethod, HttpResponse, PluginContext, WsError,
 };
+use tark_wasmer::HostConfig;
 use tark_wasmer::{Limits, PluginCapabilities};
 
 struct Env {
