@@ -176,17 +176,13 @@ impl WasmEngine {
             #[cfg(feature = "singlepass")]
             Compiler::Singlepass => {
                 let mut config = wasmer::sys::Singlepass::default();
-                if settings.metering {
-                    config.push_middleware(metering::metering_middleware());
-                }
+                config.push_middleware(metering::metering_middleware());
                 config.into()
             }
             #[cfg(feature = "cranelift")]
             Compiler::Cranelift => {
                 let mut config = wasmer::sys::Cranelift::default();
-                if settings.metering {
-                    config.push_middleware(metering::metering_middleware());
-                }
+                config.push_middleware(metering::metering_middleware());
                 config.into()
             }
             #[allow(unreachable_patterns)]
@@ -267,16 +263,13 @@ impl WasmEngine {
     /// fingerprints must produce interchangeable artifacts.
     ///
     /// Today: the compiler and the metering scheme, e.g.
-    /// `singlepass;metering=ops1:200000000000` or `cranelift;metering=off`. The memory
+    /// `singlepass;metering=region2:200000000000` or `cranelift;metering=off:region2` (the
+    /// deadline's charge points are compiled in even without metering). The memory
     /// limit is not part of it: it lives in per-store tunables whose memory style (the
     /// only code-affecting part) is wasmer's default. CPU budgets and deadlines are set
     /// per call and affect no code.
     pub fn settings_fingerprint(&self) -> String {
-        let metering = if self.settings.metering {
-            metering::metering_fingerprint()
-        } else {
-            "off".to_string()
-        };
+        let metering = metering::metering_fingerprint(self.settings.metering);
         format!("{};metering={metering}", self.compiler.as_str())
     }
 

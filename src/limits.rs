@@ -3,14 +3,15 @@
 //!
 //! Who enforces what:
 //!
-//! - **CPU budget**: operator metering (`wasmer_middlewares::Metering`, one point per wasm
-//!   operator) compiled into every module by the engine (`src/engine/metering.rs`); the
-//!   budget is reset before each export call and an exhausted budget stops the guest. Time
-//!   spent blocked in host functions (HTTP, `ws.recv`) costs no points. Works on every
-//!   platform and both compilers.
+//! - **CPU budget**: region metering compiled into every module by the engine
+//!   (`src/engine/metering.rs`: about one point per wasm operator on the longest path of
+//!   each loop-free region, charged at loop back-edges, calls and function exits); the
+//!   budget is reset before each export call and an exhausted budget stops the guest.
+//!   Time spent blocked in host functions (HTTP, `ws.recv`) costs no points.
 //! - **Wall-clock limit**: a per-call deadline enforced by one process-wide watchdog
-//!   thread through wasmer's `Store::interrupter()` (unix only in wasmer 7.4). It also
-//!   stops calls that spend too long in host functions, once those return to wasm.
+//!   thread, which makes the guest trap at its next charge point (the same points, compiled
+//!   in even without metering). It also stops calls that spend too long in host
+//!   functions, once those return to wasm. Both work on every platform and both compilers.
 //! - **Memory limit**: per-store tunables cap every linear memory's maximum (the one the
 //!   module declares, and with it every `memory.grow`).
 //!
@@ -24,8 +25,8 @@
 
 use std::time::Duration;
 
-/// Default CPU budget per export call, in metering points (one point per executed wasm
-/// operator).
+/// Default CPU budget per export call, in metering points (about one point per executed
+/// wasm operator; `src/engine/metering.rs` has the exact definition).
 ///
 /// Calibrated to roughly tark's intended 30 s of guest execution on the default compiler
 /// (singlepass). Points per second of guest execution, measured on the 2-vCPU
@@ -47,7 +48,9 @@ use std::time::Duration;
 /// Per call the budget reset costs about 0.01 µs and arming the deadline about 0.08 µs
 /// (a no-op export: 0.19 µs bare, 0.28 µs with both). Plugin calls are dominated by
 /// HTTP round trips, so metering stays on by default; hosts that prefer raw speed can
-/// set [`Limits::cpu_metering`] to false and rely on the wall-clock limit (unix).
+/// set [`Limits::cpu_metering`] to false and rely on the wall-clock limit. (These
+/// measurements predate region metering, `METERING_SCHEME` "region2": see the commit
+/// that introduced it for the new overheads.)
 pub const DEFAULT_CPU_BUDGET: u64 = 200_000_000_000;
 
 /// Default wall-clock limit per call: several slow HTTP requests (30 s each at most)
@@ -94,8 +97,8 @@ pub struct Limits {
     pub guest_read_max: usize,
     /// Compile the plugin with operator metering, which [`Limits::cpu_budget`] needs.
     /// On by default: it is the only limit that works on every platform and ignores time
-    /// blocked in host functions. Turning it off makes guest code 20-50 % faster (see
-    /// [`DEFAULT_CPU_BUDGET`]) but leaves only the wall-clock limit (unix). It changes the compiled code, so plugins
+    /// blocked in host functions. Turning it off makes guest code faster but leaves only
+    /// the wall-clock limit. It changes the compiled code, so plugins
     /// with different settings use different engines (see
     /// `WasmEngine::settings_fingerprint` in `src/engine.rs`).
     pub cpu_metering: bool,
@@ -104,7 +107,6 @@ pub struct Limits {
     /// unlimited. See [`DEFAULT_CPU_BUDGET`] for the calibration.
     pub cpu_budget: u64,
     /// Wall-clock limit of one export call, host-function time included; None for none.
-    /// Enforced on unix only (wasmer has no interrupt support elsewhere).
     pub call_time_limit: Option<Duration>,
     /// Largest linear memory of one instance, in bytes (rounded down to 64 KiB pages):
     /// `memory.grow` past it returns -1, and a module whose initial memory is larger

@@ -55,6 +55,15 @@ const GUEST: &str = r#"
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
     unreachable)
   (func (export "try_grow_1000") (result i32) (memory.grow (i32.const 1000)))
+  (func (export "spin_import") (result i32)
+    (loop $l (call $log (i32.const 16) (i32.const 5)) (br $l))
+    (i32.const 0))
+  (func $fib (param $n i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
+      (then (local.get $n))
+      (else (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1)))
+                     (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
+  (func (export "fib_huge") (result i32) (call $fib (i32.const 60)))
   (func (export "log_marker") (result i32)
     (call $log (i32.const 16) (i32.const 20))
     (i32.const 0))
@@ -288,6 +297,40 @@ fn a_loop_with_a_huge_budget_ends_at_the_wall_clock_limit() {
         );
         assert!(e.poisons_instance());
         assert_recovered(&mut host, 1);
+    }
+}
+
+/// The deadline stops every shape of runaway guest code on every compiler, within a
+/// generous bound of the limit: a `loop br 0`, a loop around a cheap host function and a
+/// call-heavy recursion without any loop (`fib(60)`), with and without metering.
+#[test]
+fn a_short_wall_clock_limit_stops_loops_import_loops_and_recursion() {
+    for compiler in compilers() {
+        let env = guest_env();
+        for cpu_metering in [true, false] {
+            let limits = Limits {
+                cpu_metering,
+                cpu_budget: u64::MAX,
+                call_time_limit: Some(Duration::from_millis(200)),
+                ..Limits::default()
+            };
+            let mut host = host_with(&env, compiler, limits, &[]);
+            for (n, f) in ["spin", "spin_import", "fib_huge"].into_iter().enumerate() {
+                let started = std::time::Instant::now();
+                let e = guest_err(&mut host, f);
+                let took = started.elapsed();
+                assert_eq!(
+                    e.to_string(),
+                    format!("plugin guest exceeded its time limit of 0.2 s in {f}"),
+                    "{compiler} metering={cpu_metering}"
+                );
+                assert!(
+                    took >= Duration::from_millis(200) && took < Duration::from_secs(3),
+                    "{compiler} metering={cpu_metering} {f}: stopped after {took:?}"
+                );
+                assert_recovered(&mut host, n as u64 + 1);
+            }
+        }
     }
 }
 

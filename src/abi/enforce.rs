@@ -1,24 +1,39 @@
 //! Enforcement of the guest-side limits of [`Limits`]: the memory cap (per-store
-//! tunables), the per-call CPU budget (reset and read through the metering globals that
-//! `src/engine/metering.rs` compiles in) and the wall-clock deadline (one watchdog thread
-//! per process). Enforcement only reports a [`Breach`]; the ABI layer
-//! (`src/abi/instance.rs`) turns it into its error.
+//! tunables), the per-call CPU budget and the wall-clock deadline. Both of the last two
+//! work through the two globals `src/engine/metering.rs` compiles into every module
+//! (`used`, `limit`): the host resets them before each call, and one watchdog thread per
+//! process stops a call past its deadline by atomically storing `limit = 0`, so the guest
+//! traps at its next charge point (loop back-edge, call, function exit). No signals and
+//! nothing platform-specific: it works on every platform and both compilers.
+//! Enforcement only reports a [`Breach`]; the ABI layer (`src/abi/instance.rs`) turns it
+//! into its error.
+//!
+//! The globals' addresses inside the instance's `VMContext` are captured by
+//! [`LimitingTunables`]' `create_globals` (wasmer calls it on the instantiating thread with
+//! each local global's address) while [`InstanceLimits::instantiate`] runs.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-use wasmer::sys::vm::{VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::vm::{
+    InternalStoreHandle, StoreObjects, VMGlobal, VMGlobalDefinition, VMMemory, VMMemoryDefinition,
+    VMTable, VMTableDefinition,
+};
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{
-    Global, Instance, MemoryError, MemoryStyle, MemoryType, Pages, Store, TableStyle, TableType,
-    Value,
+    ExportIndex, Imports, Instance, InstantiationError, MemoryError, MemoryStyle, MemoryType,
+    Module, ModuleInfo, Pages, Store, TableStyle, TableType,
 };
+use wasmer_compiler::LinkError;
+use wasmer_types::entity::PrimaryMap;
+use wasmer_types::LocalGlobalIndex;
 
-#[cfg(not(unix))]
-use crate::limits::format_secs;
+use crate::engine::metering::{EXPORT_LIMIT, EXPORT_USED, MAX_LIMIT};
 use crate::limits::{Limits, WASM_PAGE_BYTES};
 
 // ---------------------------------------------------------------------------------------
@@ -121,6 +136,44 @@ impl Tunables for LimitingTunables {
         // SAFETY: forwarded unchanged from wasmer's caller, which guarantees the location.
         unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
     }
+
+    /// wasmer's default body, plus: while [`InstanceLimits::instantiate`] runs on this
+    /// thread, register the new instance's metering globals with the watchdog and arm the
+    /// deadline for its start function.
+    fn create_globals(
+        &self,
+        context: &mut StoreObjects,
+        module: &ModuleInfo,
+        vm_definition_locations: &[NonNull<VMGlobalDefinition>],
+    ) -> Result<PrimaryMap<LocalGlobalIndex, InternalStoreHandle<VMGlobal>>, LinkError> {
+        let num_imports = module.num_imported_globals;
+        let mut globals =
+            PrimaryMap::with_capacity(module.globals.len().saturating_sub(num_imports));
+        for (i, &global_type) in module.globals.values().skip(num_imports).enumerate() {
+            let location = vm_definition_locations
+                .get(i)
+                .ok_or_else(|| LinkError::Resource("global definition location missing".into()))?;
+            // SAFETY: forwarded unchanged from wasmer's caller, which guarantees the
+            // location (this is the trait's default body).
+            let global = unsafe { self.create_vm_global(global_type, *location) }
+                .map_err(LinkError::Resource)?;
+            globals.push(InternalStoreHandle::new(context, global));
+        }
+        // Last, after every fallible step: once this returns Ok, wasmer always keeps the
+        // instance (its `VMContext`) alive in the store, even if the start function traps
+        // (`Module::instantiate` in wasmer 7.4 stores the handle on that error too).
+        let local = |name: &str| match module.exports.get(name) {
+            Some(ExportIndex::Global(g)) => g
+                .as_u32()
+                .checked_sub(u32::try_from(num_imports).ok()?)
+                .and_then(|i| vm_definition_locations.get(i as usize).copied()),
+            _ => None,
+        };
+        if let (Some(used), Some(limit)) = (local(EXPORT_USED), local(EXPORT_LIMIT)) {
+            capture(MeterGlobals { used, limit });
+        }
+        Ok(globals)
+    }
 }
 
 /// Give `store` (a fresh store of one instance) the memory cap of `limits`.
@@ -132,266 +185,417 @@ pub fn apply_memory_limit(store: &mut Store, limits: &Limits) {
 }
 
 // ---------------------------------------------------------------------------------------
-// CPU: the metering globals of one instance
+// The metering globals of one instance
 // ---------------------------------------------------------------------------------------
 
-/// The metering globals of one instance (exported by the middleware).
-#[derive(Clone)]
-struct Meter {
-    remaining: Global,
-    exhausted: Global,
+/// Addresses of one instance's metering globals inside its `VMContext`.
+#[derive(Clone, Copy, Debug)]
+struct MeterGlobals {
+    used: NonNull<VMGlobalDefinition>,
+    limit: NonNull<VMGlobalDefinition>,
 }
 
-impl Meter {
-    fn of(instance: &Instance) -> Option<Meter> {
-        let remaining = instance
-            .exports
-            .get_global("wasmer_metering_remaining_points")
-            .ok()?
-            .clone();
-        let exhausted = instance
-            .exports
-            .get_global("wasmer_metering_points_exhausted")
-            .ok()?
-            .clone();
-        Some(Meter {
-            remaining,
-            exhausted,
+// SAFETY: plain addresses. They are dereferenced only through atomics, and only while
+// the instance is alive: by the owning thread through its `Meter` (dropped before the
+// store, see `InstanceLimits`), and by the watchdog under the registry lock while the
+// slot is registered (see `Slot`).
+unsafe impl Send for MeterGlobals {}
+// SAFETY: as for `Send`; every access is atomic.
+unsafe impl Sync for MeterGlobals {}
+
+impl MeterGlobals {
+    /// The `used` global as an atomic.
+    ///
+    /// SAFETY (for callers): the instance owning the global must be alive. The address is
+    /// 8-byte aligned (wasmer lays out `VMGlobalDefinition`s with 16-byte alignment) and
+    /// the guest accesses it with plain aligned 8-byte loads and stores, which are
+    /// single-copy atomic on the targets wasmer supports; JIT code is outside Rust's
+    /// memory model.
+    unsafe fn used(&self) -> &AtomicI64 {
+        // SAFETY: see above.
+        unsafe { AtomicI64::from_ptr(self.used.as_ptr().cast()) }
+    }
+
+    /// The `limit` global as an atomic (same contract as [`MeterGlobals::used`]).
+    unsafe fn limit(&self) -> &AtomicI64 {
+        // SAFETY: see `used`.
+        unsafe { AtomicI64::from_ptr(self.limit.as_ptr().cast()) }
+    }
+}
+
+/// What `create_globals` records while [`InstanceLimits::instantiate`] runs on this
+/// thread.
+struct Pending {
+    time_limit: Option<Duration>,
+    meter: Option<Meter>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// Clears this thread's [`Pending`] however instantiation ends (panics included).
+struct PendingGuard;
+
+impl PendingGuard {
+    fn set(time_limit: Option<Duration>) -> Self {
+        PENDING.with(|p| {
+            *p.borrow_mut() = Some(Pending {
+                time_limit,
+                meter: None,
+            })
+        });
+        PendingGuard
+    }
+
+    fn take(self) -> Option<Meter> {
+        PENDING
+            .with(|p| p.borrow_mut().take())
+            .and_then(|p| p.meter)
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        // `try_with`: the thread-local may already be gone during thread teardown.
+        let _ = PENDING.try_with(|p| p.borrow_mut().take());
+    }
+}
+
+/// Called by `create_globals` with the new instance's globals: register them and arm the
+/// deadline for the start function (its budget is the compiled-in initial limit, which
+/// wasmer writes right after this).
+fn capture(globals: MeterGlobals) {
+    PENDING.with(|p| {
+        if let Some(pending) = p.borrow_mut().as_mut() {
+            let meter = Meter::register(globals, pending.time_limit);
+            meter.slot.start();
+            pending.meter = Some(meter);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Wall clock: slots and one watchdog thread per process
+// ---------------------------------------------------------------------------------------
+//
+// Each instance with a deadline registers one `Slot` (at instantiation). A call only flips
+// the slot's state word (`seq << 32 | tag`): one compare-exchange at its start, one at its
+// end, no lock, no allocation, no clock read. Every `TICK` the watchdog stamps the calls
+// it has not seen yet (so a deadline is at most one tick late, never early) and poisons
+// the calls past their deadline: it stores `limit = 0`, and the guest traps at its next
+// charge point. The thread parks when no call has run for a while; `start` unparks it.
+
+/// Slot tags (low 32 bits of the state word).
+const IDLE: u64 = 0;
+/// Running, not yet seen by the watchdog.
+const UNSTAMPED: u64 = 1;
+/// Running, start recorded in `start_us`.
+const STAMPED: u64 = 2;
+/// The watchdog is writing the globals: `start` and `finish` wait.
+const FIRING: u64 = 3;
+/// Running past its deadline, `limit` poisoned.
+const FIRED: u64 = 4;
+
+fn tag(word: u64) -> u64 {
+    word & 0xffff_ffff
+}
+
+/// The watchdog checks running calls this often: a deadline fires at most about two
+/// ticks late (plus the time the thread waits for a CPU).
+const TICK: Duration = Duration::from_millis(2);
+
+/// The watchdog parks after this many ticks without a running call.
+const IDLE_TICKS_BEFORE_PARK: u32 = 50;
+
+/// One instance's registration with the watchdog.
+struct Slot {
+    word: AtomicU64,
+    globals: MeterGlobals,
+    /// The per-call limit in microseconds.
+    limit_us: u64,
+    /// Start of the running call (µs since the watchdog started) as first seen by the
+    /// watchdog; only the watchdog thread touches it.
+    start_us: AtomicU64,
+    /// The watchdog to wake up (None: no deadline, or no watchdog thread).
+    registry: Option<&'static Registry>,
+}
+
+impl Slot {
+    /// Mark a call running (no-op without a deadline).
+    fn start(&self) {
+        let Some(registry) = self.registry else {
+            return;
+        };
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if tag(cur) == FIRING {
+                std::hint::spin_loop();
+                continue;
+            }
+            let seq = ((cur >> 32).wrapping_add(1) & 0xffff_ffff) << 32;
+            if self
+                .word
+                .compare_exchange(cur, seq | UNSTAMPED, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        // Dekker with the watchdog's park: the SeqCst exchange above, then this SeqCst
+        // load; the watchdog stores `sleeping` and then re-scans, so one side sees the
+        // other.
+        if registry.sleeping.load(Ordering::SeqCst)
+            && registry.sleeping.swap(false, Ordering::SeqCst)
+        {
+            if let Some(thread) = registry.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Mark the call over; returns whether its deadline fired.
+    fn finish(&self) -> bool {
+        if self.registry.is_none() {
+            return false;
+        }
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            match tag(cur) {
+                IDLE => return false,
+                FIRING => std::hint::spin_loop(),
+                t => {
+                    if self
+                        .word
+                        .compare_exchange(
+                            cur,
+                            cur & !0xffff_ffff,
+                            Ordering::SeqCst,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        return t == FIRED;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Has the running call's deadline passed?
+    fn fired(&self) -> bool {
+        matches!(tag(self.word.load(Ordering::SeqCst)), FIRING | FIRED)
+    }
+}
+
+/// The process-wide watchdog: the registered slots and its thread.
+struct Registry {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Registry {
+    /// The watchdog (its thread starts on first use); None if the thread could not start.
+    fn get() -> Option<&'static Registry> {
+        static REGISTRY: OnceLock<Option<&'static Registry>> = OnceLock::new();
+        *REGISTRY.get_or_init(|| {
+            let registry: &'static Registry = Box::leak(Box::new(Registry {
+                slots: Mutex::new(Vec::new()),
+                sleeping: AtomicBool::new(false),
+                thread: OnceLock::new(),
+            }));
+            match std::thread::Builder::new()
+                .name("tark-wasmer-watchdog".into())
+                .spawn(move || registry.run())
+            {
+                Ok(handle) => {
+                    let _ = registry.thread.set(handle.thread().clone());
+                    Some(registry)
+                }
+                Err(e) => {
+                    log::error!("cannot start the call watchdog thread (no wall-clock limit): {e}");
+                    None
+                }
+            }
         })
     }
 
-    fn reset(&self, store: &mut Store, budget: u64) {
-        // The middleware compares the global as unsigned: store the u64's bits.
-        let bits = i64::from_ne_bytes(budget.to_ne_bytes());
-        if let Err(e) = self.remaining.set(store, Value::I64(bits)) {
-            log::error!("cannot reset the CPU budget: {e}");
-        }
-        if let Err(e) = self.exhausted.set(store, Value::I32(0)) {
-            log::error!("cannot reset the CPU budget: {e}");
+    fn run(&self) {
+        let epoch = Instant::now();
+        let mut idle_ticks = 0u32;
+        loop {
+            std::thread::sleep(TICK);
+            // Real time: oversleeping makes a deadline late, never early.
+            let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+            if self.scan(now) {
+                idle_ticks = 0;
+                continue;
+            }
+            idle_ticks += 1;
+            if idle_ticks >= IDLE_TICKS_BEFORE_PARK {
+                self.sleeping.store(true, Ordering::SeqCst);
+                // Re-check after announcing sleep (Dekker with `Slot::start`).
+                if self.scan(now) {
+                    self.sleeping.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                while self.sleeping.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+                idle_ticks = 0;
+            }
         }
     }
 
-    fn is_exhausted(&self, store: &mut Store) -> bool {
-        matches!(self.exhausted.get(store), Value::I32(v) if v != 0)
-    }
-
-    fn remaining(&self, store: &mut Store) -> Option<u64> {
-        match self.remaining.get(store) {
-            Value::I64(v) => Some(u64::from_ne_bytes(v.to_ne_bytes())),
-            _ => None,
+    /// One pass over the slots: stamp new calls, poison expired ones. Returns whether
+    /// any call is running.
+    fn scan(&self, now: u64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = false;
+        for slot in slots.iter() {
+            let word = slot.word.load(Ordering::SeqCst);
+            let seq = word & !0xffff_ffff;
+            let expired = match tag(word) {
+                IDLE => continue,
+                UNSTAMPED => {
+                    running = true;
+                    // The call started after the previous scan.
+                    slot.start_us.store(now, Ordering::Relaxed);
+                    let _ = slot.word.compare_exchange(
+                        word,
+                        seq | STAMPED,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    continue;
+                }
+                STAMPED => {
+                    now.saturating_sub(slot.start_us.load(Ordering::Relaxed)) >= slot.limit_us
+                }
+                // Poison again every tick: the one store that can overwrite it is
+                // wasmer's global initializer during instantiation (the start function
+                // runs under a deadline armed before the initializers), or `begin` if
+                // the host thread was preempted between its stores for over a tick.
+                _ => true,
+            };
+            running = true;
+            if !expired {
+                continue;
+            }
+            // FIRING gives exclusive access to the globals: `start`/`finish` wait for it,
+            // so a poison never lands in a later call.
+            if slot
+                .word
+                .compare_exchange(word, seq | FIRING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            // SAFETY: the slot is registered, so its instance and `VMContext` are alive:
+            // `Meter::drop` unregisters under this lock, which we hold, and every `Meter`
+            // is dropped before its store (see `InstanceLimits`). The access is atomic;
+            // the guest only reads `limit` (plain aligned 8-byte loads).
+            unsafe { slot.globals.limit() }.store(0, Ordering::SeqCst);
+            slot.word.store(seq | FIRED, Ordering::SeqCst);
         }
+        running
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Wall clock: one watchdog thread per process
-// ---------------------------------------------------------------------------------------
+/// The host side of one instance's globals and watchdog slot.
+struct Meter {
+    slot: Arc<Slot>,
+}
 
-#[cfg(unix)]
-mod watchdog {
-    //! One thread for the whole process: it sleeps until the earliest armed deadline and
-    //! interrupts that store (wasmer's `Store::interrupter()`, a signal to the thread
-    //! running it).
-
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-    use std::time::{Duration, Instant};
-
-    /// How often the watchdog repeats an interrupt while the call is still running: an
-    /// interrupt is lost when it lands between two wasm calls of one export call, and it
-    /// only takes effect when a host function returns to wasm.
-    const INTERRUPT_RETRY: Duration = Duration::from_millis(100);
-
-    struct Entry {
-        next_fire: Instant,
-        interrupter: wasmer::Interrupter,
-        fired: Arc<AtomicBool>,
-    }
-
-    #[derive(Default)]
-    struct State {
-        entries: HashMap<u64, Entry>,
-        /// When the watchdog thread wakes up next (None: only when notified). Arming a
-        /// later deadline needs no wake-up, which keeps the per-call cost to a map
-        /// insert and remove.
-        next_wake: Option<Instant>,
-    }
-
-    pub(super) struct Watchdog {
-        state: Mutex<State>,
-        wake: Condvar,
-        next_id: AtomicU64,
-    }
-
-    impl Watchdog {
-        /// The process-wide watchdog (its thread starts on first use); None if the
-        /// thread could not be started.
-        pub(super) fn get() -> Option<&'static Watchdog> {
-            static WATCHDOG: OnceLock<Option<&'static Watchdog>> = OnceLock::new();
-            *WATCHDOG.get_or_init(|| {
-                let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
-                    state: Mutex::new(State::default()),
-                    wake: Condvar::new(),
-                    next_id: AtomicU64::new(1),
-                }));
-                match std::thread::Builder::new()
-                    .name("tark-wasmer-watchdog".into())
-                    .spawn(move || dog.run())
-                {
-                    Ok(_) => Some(dog),
-                    Err(e) => {
-                        log::error!(
-                            "cannot start the call watchdog thread (no wall-clock limit): {e}"
-                        );
-                        None
-                    }
-                }
-            })
-        }
-
-        /// Interrupt `interrupter`'s store at `deadline` (and every
-        /// [`INTERRUPT_RETRY`] after) until [`Watchdog::disarm`]; `fired` is set when it
-        /// does. Returns the entry's id.
-        pub(super) fn arm(
-            &self,
-            deadline: Instant,
-            interrupter: wasmer::Interrupter,
-            fired: Arc<AtomicBool>,
-        ) -> u64 {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.entries.insert(
-                id,
-                Entry {
-                    next_fire: deadline,
-                    interrupter,
-                    fired,
-                },
-            );
-            if state.next_wake.is_none_or(|w| deadline < w) {
-                state.next_wake = Some(deadline);
-                self.wake.notify_one();
-            }
-            id
-        }
-
-        /// Forget entry `id`: its store is never interrupted again once this returns.
-        pub(super) fn disarm(&self, id: u64) {
-            self.state
+impl Meter {
+    /// Register an instance's `globals` (with the watchdog when there is a deadline).
+    fn register(globals: MeterGlobals, time_limit: Option<Duration>) -> Meter {
+        let registry = time_limit.and_then(|_| Registry::get());
+        let limit_us = time_limit
+            .map(|l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(u64::MAX);
+        let slot = Arc::new(Slot {
+            word: AtomicU64::new(IDLE),
+            globals,
+            limit_us,
+            start_us: AtomicU64::new(0),
+            registry,
+        });
+        if let Some(registry) = registry {
+            registry
+                .slots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .entries
-                .remove(&id);
+                .push(slot.clone());
         }
+        Meter { slot }
+    }
 
-        fn run(&self) {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                let now = Instant::now();
-                let mut earliest: Option<Instant> = None;
-                for entry in state.entries.values_mut() {
-                    if entry.next_fire <= now {
-                        entry.fired.store(true, Ordering::SeqCst);
-                        // Under the lock, so that `disarm` waits for it.
-                        entry.interrupter.interrupt();
-                        entry.next_fire = now + INTERRUPT_RETRY;
-                    }
-                    earliest = Some(earliest.map_or(entry.next_fire, |e| e.min(entry.next_fire)));
-                }
-                state.next_wake = earliest;
-                state = match earliest {
-                    None => self
-                        .wake
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner),
-                    Some(t) => {
-                        self.wake
-                            .wait_timeout(state, t.saturating_duration_since(now))
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0
-                    }
-                };
-            }
+    /// Start a call with `limit` points: reset the globals, then mark the slot running.
+    fn begin(&self, limit: u64) -> DeadlineGuard {
+        let limit = i64::try_from(limit.min(MAX_LIMIT)).unwrap_or(i64::MAX);
+        // SAFETY: the instance is alive while its `Meter` is (dropped before the store).
+        // The previous call's guard marked the slot idle, so the watchdog does not write
+        // the globals now (and if it did, both stores are atomic).
+        unsafe {
+            self.slot.globals.used().store(0, Ordering::Relaxed);
+            self.slot.globals.limit().store(limit, Ordering::Relaxed);
+        }
+        self.slot.start();
+        DeadlineGuard {
+            slot: self.slot.registry.map(|_| self.slot.clone()),
+        }
+    }
+
+    /// `(used, limit)` of the current or last call.
+    fn points(&self) -> (i64, i64) {
+        // SAFETY: as in `begin`; atomic loads.
+        unsafe {
+            (
+                self.slot.globals.used().load(Ordering::Relaxed),
+                self.slot.globals.limit().load(Ordering::Relaxed),
+            )
         }
     }
 }
 
-/// An armed per-call deadline; disarmed when dropped.
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Under the lock: once removed, the watchdog never touches the globals again.
+        if let Some(registry) = self.slot.registry {
+            registry
+                .slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|s| !Arc::ptr_eq(s, &self.slot));
+        }
+    }
+}
+
+/// The armed deadline of one call: keep it until the call (with its `alloc`/`dealloc`
+/// calls) is over. Dropping it marks the call over, so a later poison cannot hit the
+/// instance's next call.
 pub struct DeadlineGuard {
-    #[cfg(unix)]
-    id: Option<u64>,
-    fired: Arc<AtomicBool>,
+    slot: Option<Arc<Slot>>,
 }
 
 impl DeadlineGuard {
+    /// A guard for a call without a deadline.
     fn disarmed() -> Self {
-        DeadlineGuard {
-            #[cfg(unix)]
-            id: None,
-            fired: Arc::new(AtomicBool::new(false)),
-        }
+        DeadlineGuard { slot: None }
     }
 
-    /// Did the deadline pass (and the watchdog interrupt the call)?
+    /// Did the deadline pass (and the watchdog stop the call)?
     pub fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
+        self.slot.as_ref().is_some_and(|s| s.fired())
     }
 }
 
 impl Drop for DeadlineGuard {
     fn drop(&mut self) {
-        #[cfg(unix)]
-        if let (Some(id), Some(dog)) = (self.id, watchdog::Watchdog::get()) {
-            dog.disarm(id);
-        }
-    }
-}
-
-/// The handle the watchdog uses to stop a store's running wasm.
-#[derive(Clone)]
-struct StoreInterrupter {
-    #[cfg(unix)]
-    inner: wasmer::Interrupter,
-}
-
-impl StoreInterrupter {
-    fn of(store: &Store) -> Self {
-        #[cfg(not(unix))]
-        let _ = store;
-        StoreInterrupter {
-            #[cfg(unix)]
-            inner: store.interrupter(),
-        }
-    }
-
-    /// Arm a deadline `limit` from now.
-    fn arm(&self, limit: Duration) -> DeadlineGuard {
-        #[cfg(unix)]
-        {
-            let Some(dog) = watchdog::Watchdog::get() else {
-                return DeadlineGuard::disarmed();
-            };
-            let Some(deadline) = std::time::Instant::now().checked_add(limit) else {
-                return DeadlineGuard::disarmed();
-            };
-            let fired = Arc::new(AtomicBool::new(false));
-            let id = dog.arm(deadline, self.inner.clone(), fired.clone());
-            DeadlineGuard {
-                id: Some(id),
-                fired,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                log::warn!(
-                    "wall-clock call limits ({} s) need wasmer's host interrupts, which this platform lacks; only the CPU budget applies",
-                    format_secs(limit)
-                );
-            }
-            DeadlineGuard::disarmed()
+        if let Some(slot) = &self.slot {
+            slot.finish();
         }
     }
 }
@@ -400,14 +604,18 @@ impl StoreInterrupter {
 // Per instance: what the call paths use
 // ---------------------------------------------------------------------------------------
 
-/// The guest-side limits of one instance: its metering globals, its interrupter and
-/// the plugin's budget and deadline. The ABI adapters call [`InstanceLimits::begin`]
-/// before each export call and [`InstanceLimits::classify`] on its failure (which
+/// The guest-side limits of one instance: its metering globals and watchdog slot, the
+/// plugin's budget and deadline. The ABI adapters call [`InstanceLimits::begin`] before
+/// each export call and [`InstanceLimits::classify`] on its failure (which
 /// `src/abi/instance.rs` maps to a [`CallError`](crate::abi::CallError)).
+///
+/// Must be dropped before the instance's store (its globals live in the store's
+/// `VMContext`): keep it in a struct field declared before the store.
 pub struct InstanceLimits {
     meter: Option<Meter>,
-    interrupter: StoreInterrupter,
-    cpu_budget: u64,
+    metered: bool,
+    /// The `limit` global's value at the start of each call.
+    call_limit: u64,
     time_limit: Option<Duration>,
 }
 
@@ -426,42 +634,57 @@ pub enum Breach {
 }
 
 impl InstanceLimits {
-    /// Limits for a freshly created `instance` of a plugin with `limits`.
-    pub fn new(store: &Store, instance: &Instance, limits: &Limits) -> Self {
-        InstanceLimits {
-            meter: Meter::of(instance),
-            interrupter: StoreInterrupter::of(store),
-            cpu_budget: limits.cpu_budget,
+    /// Instantiate `module` in `store` (whose tunables must be [`LimitingTunables`], see
+    /// [`apply_memory_limit`]) under `limits`: the start function runs under the
+    /// deadline and the compiled-in initial budget. Returns the instance with its limits,
+    /// or wasmer's error with the breach that caused it (only a deadline: the start
+    /// function's budget is not the plugin's).
+    #[allow(clippy::result_large_err)]
+    pub fn instantiate(
+        store: &mut Store,
+        module: &Module,
+        imports: &Imports,
+        limits: &Limits,
+    ) -> Result<(Instance, InstanceLimits), (InstantiationError, Option<Breach>)> {
+        let pending = PendingGuard::set(limits.call_time_limit);
+        let result = Instance::new(store, module, imports);
+        let meter = pending.take();
+        let fired = meter.as_ref().is_some_and(|m| m.slot.finish());
+        let metered = limits.cpu_metering && meter.is_some();
+        let instance_limits = InstanceLimits {
+            meter,
+            metered,
+            call_limit: if metered {
+                limits.cpu_budget.min(MAX_LIMIT)
+            } else {
+                MAX_LIMIT
+            },
             time_limit: limits.call_time_limit,
-        }
-    }
-
-    /// Limits for a store whose instance does not exist yet (arming a deadline around
-    /// instantiation).
-    pub fn for_store(store: &Store, limits: &Limits) -> Self {
-        InstanceLimits {
-            meter: None,
-            interrupter: StoreInterrupter::of(store),
-            cpu_budget: limits.cpu_budget,
-            time_limit: limits.call_time_limit,
+        };
+        match result {
+            Ok(instance) => Ok((instance, instance_limits)),
+            Err(e) => {
+                let breach = limits.call_time_limit.filter(|_| fired).map(Breach::Time);
+                Err((e, breach))
+            }
         }
     }
 
     /// Start an export call: reset the CPU budget and arm the wall-clock deadline. Keep
     /// the guard until the call (with its `alloc`/`dealloc` calls) is over.
-    pub fn begin(&self, store: &mut Store) -> DeadlineGuard {
-        if let Some(meter) = &self.meter {
-            meter.reset(store, self.cpu_budget);
-        }
-        match self.time_limit {
-            Some(limit) => self.interrupter.arm(limit),
+    pub fn begin(&self, _store: &mut Store) -> DeadlineGuard {
+        match &self.meter {
+            Some(meter) => meter.begin(self.call_limit),
             None => DeadlineGuard::disarmed(),
         }
     }
 
-    /// Points left of the current call's budget (None when not metered).
-    pub fn remaining_points(&self, store: &mut Store) -> Option<u64> {
-        self.meter.as_ref().and_then(|m| m.remaining(store))
+    /// Points left of the current call's budget (None when not metered). Taking the
+    /// store ensures no call of this instance is running.
+    pub fn remaining_points(&self, _store: &mut Store) -> Option<u64> {
+        let meter = self.meter.as_ref().filter(|_| self.metered)?;
+        let (used, limit) = meter.points();
+        Some(u64::try_from(limit.saturating_sub(used)).unwrap_or(0))
     }
 
     /// After a failed call: which limit (if any) stopped it. `memory` is the instance's
@@ -475,12 +698,16 @@ impl InstanceLimits {
         memory: Option<&wasmer::Memory>,
         needed: u64,
     ) -> Option<Breach> {
-        if self.meter.as_ref().is_some_and(|m| m.is_exhausted(store)) {
-            return Some(Breach::Cpu);
-        }
+        // The deadline first: the watchdog's `limit = 0` also makes `used > limit`.
         if guard.fired() {
             if let Some(limit) = self.time_limit {
                 return Some(Breach::Time(limit));
+            }
+        }
+        if let Some(meter) = self.meter.as_ref().filter(|_| self.metered) {
+            let (used, limit) = meter.points();
+            if used > limit {
+                return Some(Breach::Cpu);
             }
         }
         let memory = memory?;
@@ -498,6 +725,85 @@ impl InstanceLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Compiler, WasmEngine};
+
+    /// A loop that counts its iterations in the exported global `n`: 5 points per
+    /// iteration (`global.get`, `i64.const`, `i64.add`, `global.set`, `br`), charged at
+    /// the back-edge, plus 1 for the `loop` on entry.
+    const COUNTER: &str = r#"(module
+      (global $n (export "n") (mut i64) (i64.const 0))
+      (func (export "run")
+        (loop $l
+          (global.set $n (i64.add (global.get $n) (i64.const 1)))
+          (br $l))))"#;
+
+    /// Run `COUNTER` with `budget` points: the iterations done and the breach reported.
+    fn count_until_stopped(compiler: Compiler, budget: u64) -> (u64, Option<Breach>) {
+        let engine = WasmEngine::shared(compiler).expect("engine");
+        let wasm = wat::parse_str(COUNTER).expect("wat");
+        let module = engine.compile("counter", &wasm).expect("compiles").module;
+        let limits = Limits {
+            cpu_budget: budget,
+            call_time_limit: None,
+            ..Limits::default()
+        };
+        let mut store = engine.new_store();
+        apply_memory_limit(&mut store, &limits);
+        let (instance, instance_limits) =
+            InstanceLimits::instantiate(&mut store, &module, &wasmer::imports! {}, &limits)
+                .map_err(|(e, _)| e)
+                .expect("instantiates");
+        let run = instance
+            .exports
+            .get_typed_function::<(), ()>(&store, "run")
+            .expect("run");
+        let guard = instance_limits.begin(&mut store);
+        assert!(run.call(&mut store).is_err(), "{compiler}: the loop ended");
+        let breach = instance_limits.classify(&mut store, &guard, None, 0);
+        drop(guard);
+        let n = match instance.exports.get_global("n").expect("n").get(&mut store) {
+            wasmer::Value::I64(n) => u64::try_from(n).expect("non-negative"),
+            other => panic!("{other:?}"),
+        };
+        drop(instance_limits);
+        (n, breach)
+    }
+
+    #[test]
+    fn a_budget_is_never_overrun_by_more_than_one_region() {
+        for compiler in Compiler::available() {
+            for budget in [1_000u64, 1_001, 1_004, 5_000_000] {
+                let (n, breach) = count_until_stopped(compiler, budget);
+                assert_eq!(breach, Some(Breach::Cpu), "{compiler}");
+                // Executed: the `loop`, n - 1 full iterations and the last body without
+                // its `br`: 5 n operators. Charged: 1 + 5 (n - 1) <= budget, and the next
+                // charge did not fit.
+                let executed = 5 * n;
+                let charged = 1 + 5 * (n - 1);
+                assert!(charged <= budget, "{compiler} {budget}: charged {charged}");
+                assert!(
+                    charged + 5 > budget,
+                    "{compiler} {budget}: stopped early at {n}"
+                );
+                assert!(
+                    executed <= budget + 5,
+                    "{compiler} {budget}: executed {executed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_module_exporting_the_metering_globals_names_is_refused() {
+        for compiler in Compiler::available() {
+            let engine = WasmEngine::shared(compiler).expect("engine");
+            let wasm = wat::parse_str(
+                r#"(module (global (export "tark_meter_limit") (mut i64) (i64.const 0)))"#,
+            )
+            .expect("wat");
+            assert!(engine.compile("m", &wasm).is_err(), "{compiler}");
+        }
+    }
 
     #[test]
     fn page_constants_match_wasmer() {

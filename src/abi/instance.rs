@@ -139,8 +139,7 @@ impl Linker {
             Some(_) => Some(wasi::tokio_runtime()?.enter()),
             None => None,
         };
-        let instance = instantiate_limited(&mut store, module, &imports, &ctx)?;
-        let limits = InstanceLimits::new(&store, &instance, &ctx.limits);
+        let (instance, limits) = instantiate_limited(&mut store, module, &imports, &ctx)?;
         let memory = instance
             .exports
             .get_memory("memory")
@@ -297,17 +296,17 @@ fn instantiate_limited(
     module: &Module,
     imports: &Imports,
     ctx: &PluginContext,
-) -> Result<Instance, InstantiateError> {
-    let pre = InstanceLimits::for_store(store, &ctx.limits);
-    let guard = pre.begin(store);
-    Instance::new(store, module, imports).map_err(|e| match pre.classify(store, &guard, None, 0) {
-        Some(breach @ Breach::Time(_)) => InstantiateError::Limit(CallError::from_breach(
-            breach,
-            &ctx.plugin_id,
-            "start",
-            e.to_string(),
-        )),
-        _ => InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)),
+) -> Result<(Instance, InstanceLimits), InstantiateError> {
+    InstanceLimits::instantiate(store, module, imports, &ctx.limits).map_err(|(e, breach)| {
+        match breach {
+            Some(breach @ Breach::Time(_)) => InstantiateError::Limit(CallError::from_breach(
+                breach,
+                &ctx.plugin_id,
+                "start",
+                e.to_string(),
+            )),
+            _ => InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)),
+        }
     })
 }
 
