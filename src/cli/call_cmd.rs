@@ -1,21 +1,14 @@
 //! `call <ID> <FUNCTION> [ARG]...`: load one installed plugin with real host services and
 //! print the result of one function as a line of JSON.
-
-use std::path::PathBuf;
-
 use anyhow::Context;
 use serde_json::Value;
 
 use tark_wasmer::plugin::dispatch::call_by_name;
 use tark_wasmer::HostConfig;
-use tark_wasmer::PolicyConfig;
 use tark_wasmer::{Error, HostOptions, PluginHost};
 
 use super::output::Out;
 use super::Global;
-
-/// Environment variable naming a PEM file of extra trusted root certificates.
-pub const CA_FILE_ENV: &str = "TARK_WASMER_CA_FILE";
 
 /// One command-line argument as a call parameter: JSON when it parses, else the text as a
 /// JSON string (so `echo` and `"echo"` mean the same).
@@ -26,28 +19,7 @@ pub fn parse_arg(arg: &str) -> Value {
 /// Host settings for the CLI: the current directory as tark's workspace root, the user's
 /// home for `~` in `fs_read`, and the extra CA certificates of `TARK_WASMER_CA_FILE`.
 fn host_config() -> anyhow::Result<HostConfig> {
-    let workspace_root =
-        std::env::current_dir().context("Failed to determine the current directory")?;
-    let mut extra_ca_pem = Vec::new();
-    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
-        let pem = std::fs::read(&path).with_context(|| {
-            format!(
-                "Failed to read CA certificate file {} (from {CA_FILE_ENV})",
-                path.display()
-            )
-        })?;
-        extra_ca_pem.push(pem);
-    }
-    Ok(HostConfig {
-        policy: PolicyConfig {
-            workspace_root,
-            home_dir: dirs::home_dir(),
-            strict_https: false,
-        },
-        extra_ca_pem,
-        ..HostConfig::default()
-    })
+    Ok(HostConfig::from_environment()?)
 }
 
 /// `call`: refuse unknown and disabled plugins, load (compile) the plugin, call, print.

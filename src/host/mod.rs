@@ -39,9 +39,50 @@ pub struct HostConfig {
     pub extra_ca_pem: Vec<Vec<u8>>,
 }
 
+/// Environment variable naming a PEM file of extra trusted root certificates.
+pub const CA_FILE_ENV: &str = "TARK_WASMER_CA_FILE";
+
+impl HostConfig {
+    /// The settings a user's process runs with (the CLI and tark's face): the current
+    /// directory as tark's workspace root, the user's home for `~` in `fs_read`, and the
+    /// extra CA certificates named by [`CA_FILE_ENV`]. One place, so both agree.
+    pub fn from_environment() -> Result<HostConfig, HostError> {
+        let workspace_root = std::env::current_dir().map_err(HostError::CurrentDir)?;
+        let mut extra_ca_pem = Vec::new();
+        if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(path);
+            let pem = std::fs::read(&path).map_err(|source| HostError::CaFile {
+                path: path.clone(),
+                source,
+            })?;
+            extra_ca_pem.push(pem);
+        }
+        Ok(HostConfig {
+            policy: PolicyConfig {
+                workspace_root,
+                home_dir: dirs::home_dir(),
+                strict_https: false,
+            },
+            extra_ca_pem,
+            ..HostConfig::default()
+        })
+    }
+}
+
 /// Errors building host services.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The current directory (tark's workspace root) cannot be determined.
+    #[error("Failed to determine the current directory: {0}")]
+    CurrentDir(std::io::Error),
+    /// The file named by `TARK_WASMER_CA_FILE` cannot be read.
+    #[error("Failed to read CA certificate file {} (from {CA_FILE_ENV}): {source}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// TLS configuration failed (for example an unreadable extra CA certificate).
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -25,16 +25,13 @@ mod ws_host;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::host::HostConfig;
 use crate::plugin::HostOptions;
-use crate::policy::PolicyConfig;
 
 /// Environment variable naming a PEM file of extra trusted root certificates (the
 /// command line's `TARK_WASMER_CA_FILE`).
-const CA_FILE_ENV: &str = "TARK_WASMER_CA_FILE";
-
 pub use host::{
     AuthCredentials, AuthStatus, ChannelAuthStatus, ChannelInboundMessage, ChannelInfo,
     ChannelSendRequest, ChannelSendResult, ChannelWebhookRequest, ChannelWebhookResponse,
@@ -72,28 +69,7 @@ pub fn plugin_data_dir(plugin_id: &str) -> Result<PathBuf> {
 /// Host settings tark expects: its workspace root is the current directory, `~` in
 /// `fs_read` is the user's home; plus this crate's extra CAs from `TARK_WASMER_CA_FILE`.
 fn host_config() -> Result<HostConfig> {
-    let workspace_root =
-        std::env::current_dir().context("Failed to determine the current directory")?;
-    let mut extra_ca_pem = Vec::new();
-    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
-        let pem = std::fs::read(&path).with_context(|| {
-            format!(
-                "Failed to read CA certificate file {} (from {CA_FILE_ENV})",
-                path.display()
-            )
-        })?;
-        extra_ca_pem.push(pem);
-    }
-    Ok(HostConfig {
-        policy: PolicyConfig {
-            workspace_root,
-            home_dir: dirs::home_dir(),
-            strict_https: false,
-        },
-        extra_ca_pem,
-        ..HostConfig::default()
-    })
+    Ok(HostConfig::from_environment()?)
 }
 
 /// [`HostOptions`] of every host the face builds.
