@@ -145,8 +145,13 @@ fn storage_on_a_full_filesystem_fails_clearly_and_keeps_old_data() {
 fn storage_on_a_read_only_filesystem_fails_clearly_and_keeps_old_data() {
     let fs_ = Tmpfs::mount(1 << 20);
     let data = fs_.path().join("data");
+    let writer = context_at(&data, &PluginCapabilities::default(), Limits::default(), Vec::new());
+    writer.storage_set("token", "old-value").expect("write");
+    // The writer keeps its committed file open for writing, which a remount refuses
+    // (busy): the store under test is a fresh one that has only read it.
+    drop(writer);
     let ctx = context_at(&data, &PluginCapabilities::default(), Limits::default(), Vec::new());
-    ctx.storage_set("token", "old-value").expect("write");
+    assert_eq!(ctx.storage_get("token").expect("get").as_deref(), Some("old-value"));
     fs_.remount("ro");
     for attempt in [ctx.storage_set("token", "new"), ctx.storage_delete("token")] {
         let text = attempt.expect_err("read-only").to_string();
