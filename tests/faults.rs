@@ -39,7 +39,13 @@ impl Tmpfs {
     fn mount(size: usize) -> Tmpfs {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .expect("run mount");
@@ -98,7 +104,12 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-fn context_at(data: &Path, caps: &PluginCapabilities, limits: Limits, ca: Vec<Vec<u8>>) -> Arc<PluginContext> {
+fn context_at(
+    data: &Path,
+    caps: &PluginCapabilities,
+    limits: Limits,
+    ca: Vec<Vec<u8>>,
+) -> Arc<PluginContext> {
     let mut config = HostConfig::default();
     config.policy.workspace_root = data.to_path_buf();
     config.extra_ca_pem = ca;
@@ -118,8 +129,14 @@ fn storage_on_a_full_filesystem_fails_clearly_and_keeps_old_data() {
         storage_value_max: 64 << 20,
         ..Limits::default()
     };
-    let ctx = context_at(&data, &PluginCapabilities::default(), limits.clone(), Vec::new());
-    ctx.storage_set("token", "old-value").expect("first write fits");
+    let ctx = context_at(
+        &data,
+        &PluginCapabilities::default(),
+        limits.clone(),
+        Vec::new(),
+    );
+    ctx.storage_set("token", "old-value")
+        .expect("first write fits");
     let before = fs::read(data.join("storage.json")).expect("storage.json");
     fs_.fill();
     let err = ctx
@@ -131,37 +148,68 @@ fn storage_on_a_full_filesystem_fails_clearly_and_keeps_old_data() {
         "{text}"
     );
     // Memory and disk both still hold the old state; no temporary file is left.
-    assert_eq!(ctx.storage_get("token").expect("get").as_deref(), Some("old-value"));
+    assert_eq!(
+        ctx.storage_get("token").expect("get").as_deref(),
+        Some("old-value")
+    );
     assert_eq!(ctx.storage_get("big").expect("get"), None);
-    assert_eq!(fs::read(data.join("storage.json")).expect("storage.json"), before);
+    assert_eq!(
+        fs::read(data.join("storage.json")).expect("storage.json"),
+        before
+    );
     assert_eq!(names(&data), vec![".storage.lock", "storage.json"]);
     // A new process (a fresh store) reads the old data.
     drop(ctx);
     let again = context_at(&data, &PluginCapabilities::default(), limits, Vec::new());
-    assert_eq!(again.storage_get("token").expect("get").as_deref(), Some("old-value"));
+    assert_eq!(
+        again.storage_get("token").expect("get").as_deref(),
+        Some("old-value")
+    );
 }
 
 #[test]
 fn storage_on_a_read_only_filesystem_fails_clearly_and_keeps_old_data() {
     let fs_ = Tmpfs::mount(1 << 20);
     let data = fs_.path().join("data");
-    let writer = context_at(&data, &PluginCapabilities::default(), Limits::default(), Vec::new());
+    let writer = context_at(
+        &data,
+        &PluginCapabilities::default(),
+        Limits::default(),
+        Vec::new(),
+    );
     writer.storage_set("token", "old-value").expect("write");
     // The writer keeps its committed file open for writing, which a remount refuses
     // (busy): the store under test is a fresh one that has only read it.
     drop(writer);
-    let ctx = context_at(&data, &PluginCapabilities::default(), Limits::default(), Vec::new());
-    assert_eq!(ctx.storage_get("token").expect("get").as_deref(), Some("old-value"));
+    let ctx = context_at(
+        &data,
+        &PluginCapabilities::default(),
+        Limits::default(),
+        Vec::new(),
+    );
+    assert_eq!(
+        ctx.storage_get("token").expect("get").as_deref(),
+        Some("old-value")
+    );
     fs_.remount("ro");
     for attempt in [ctx.storage_set("token", "new"), ctx.storage_delete("token")] {
         let text = attempt.expect_err("read-only").to_string();
         assert!(text.contains("Read-only file system"), "{text}");
     }
-    assert_eq!(ctx.storage_get("token").expect("get").as_deref(), Some("old-value"));
-    assert_eq!(ctx.storage_list_keys().expect("keys"), vec!["token".to_string()]);
+    assert_eq!(
+        ctx.storage_get("token").expect("get").as_deref(),
+        Some("old-value")
+    );
+    assert_eq!(
+        ctx.storage_list_keys().expect("keys"),
+        vec!["token".to_string()]
+    );
     fs_.remount("rw");
     ctx.storage_set("token", "new").expect("writable again");
-    assert_eq!(ctx.storage_get("token").expect("get").as_deref(), Some("new"));
+    assert_eq!(
+        ctx.storage_get("token").expect("get").as_deref(),
+        Some("new")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -169,8 +217,8 @@ fn storage_on_a_read_only_filesystem_fails_clearly_and_keeps_old_data() {
 
 #[test]
 fn artifact_cache_on_a_full_or_read_only_filesystem_only_costs_a_compile() {
-    let wasm = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 5))"#)
-        .expect("wat");
+    let wasm =
+        wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 5))"#).expect("wat");
     for compiler in Compiler::available() {
         // Full: the entry cannot be written; the module still compiles and runs.
         let full = Tmpfs::mount(64 << 10);
@@ -192,17 +240,23 @@ fn artifact_cache_on_a_full_or_read_only_filesystem_only_costs_a_compile() {
         let dir = ro.path().join("artifacts");
         let cache = ArtifactCache::new(&dir, 64 << 20);
         let first = WasmEngine::new(compiler).expect("engine");
-        let (_, outcome) = first.compile_cached("t", &wasm, Some(&cache)).expect("compiles");
+        let (_, outcome) = first
+            .compile_cached("t", &wasm, Some(&cache))
+            .expect("compiles");
         assert_eq!(outcome, CacheOutcome::Miss { stored: true });
         ro.remount("ro");
         let second = WasmEngine::new(compiler).expect("engine");
-        let (module, outcome) = second.compile_cached("t", &wasm, Some(&cache)).expect("loads");
+        let (module, outcome) = second
+            .compile_cached("t", &wasm, Some(&cache))
+            .expect("loads");
         assert_eq!(outcome, CacheOutcome::DiskHit, "{compiler}");
         assert_eq!(call_f(&second, &module.module), 5);
         // A module not in the read-only cache compiles; storing fails quietly.
         let other = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 6))"#)
             .expect("wat");
-        let (module, outcome) = second.compile_cached("o", &other, Some(&cache)).expect("compiles");
+        let (module, outcome) = second
+            .compile_cached("o", &other, Some(&cache))
+            .expect("compiles");
         assert_eq!(outcome, CacheOutcome::Miss { stored: false }, "{compiler}");
         assert_eq!(call_f(&second, &module.module), 6);
     }
@@ -255,7 +309,10 @@ fn assert_working(plugins: &Path, id: &str, versions: &[&str], step: &str) {
         .get(id)
         .unwrap_or_else(|| panic!("{step}: plugin '{id}' is gone: {:?}", names(plugins)));
     let version = p.manifest.version().to_string();
-    assert!(versions.contains(&version.as_str()), "{step}: version {version}");
+    assert!(
+        versions.contains(&version.as_str()),
+        "{step}: version {version}"
+    );
     assert_eq!(
         fs::read_to_string(p.dir.join("data/storage.json")).expect("data kept"),
         "{\n  \"k\": \"v\"\n}",
@@ -314,7 +371,13 @@ fn run_and_kill_at(plugins: &Path, cache: &Path, args: &[&str], step: &str) {
 
 #[test]
 fn update_killed_at_every_step_leaves_a_working_plugin() {
-    let steps = ["after-copy", "moved-aside", "preserve", "final-rename", "after-swap"];
+    let steps = [
+        "after-copy",
+        "moved-aside",
+        "preserve",
+        "final-rename",
+        "after-swap",
+    ];
     for step in steps {
         let tmp = tempfile::tempdir().expect("tempdir");
         let plugins = tmp.path().join("plugins");
@@ -327,16 +390,28 @@ fn update_killed_at_every_step_leaves_a_working_plugin() {
             .install_from_dir(&src, InstallSource::local(&src).expect("source"), false)
             .expect("install v1");
         fs::create_dir_all(installed.dir.join("data")).expect("data");
-        fs::write(installed.dir.join("data/storage.json"), "{\n  \"k\": \"v\"\n}").expect("data");
+        fs::write(
+            installed.dir.join("data/storage.json"),
+            "{\n  \"k\": \"v\"\n}",
+        )
+        .expect("data");
         plugin_src(&src, "victim", "2.0.0");
 
         run_and_kill_at(&plugins, &cache, &["plugin", "update", "victim"], step);
         // The old plugin (or, once the swap is committed, the complete new one) works.
-        let expect: &[&str] = if step == "after-swap" { &["2.0.0"] } else { &["1.0.0"] };
+        let expect: &[&str] = if step == "after-swap" {
+            &["2.0.0"]
+        } else {
+            &["1.0.0"]
+        };
         assert_working(&plugins, "victim", expect, step);
         // And the next update goes through.
         let out = tw(&plugins, &cache, &["plugin", "update", "victim"]);
-        assert!(out.status.success(), "{step}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_working(&plugins, "victim", &["2.0.0"], step);
     }
 }
@@ -353,7 +428,11 @@ fn install_killed_at_every_step_leaves_the_plugins_dir_usable() {
         let mut reg = PluginRegistry::new(&plugins);
         reg.scan().expect("scan");
         let p = reg
-            .install_from_dir(&old_src, InstallSource::local(&old_src).expect("source"), false)
+            .install_from_dir(
+                &old_src,
+                InstallSource::local(&old_src).expect("source"),
+                false,
+            )
             .expect("install");
         fs::create_dir_all(p.dir.join("data")).expect("data");
         fs::write(p.dir.join("data/storage.json"), "{\n  \"k\": \"v\"\n}").expect("data");
@@ -361,7 +440,12 @@ fn install_killed_at_every_step_leaves_the_plugins_dir_usable() {
         let src = tmp.path().join("new");
         plugin_src(&src, "newcomer", "1.0.0");
         let src_text = src.display().to_string();
-        run_and_kill_at(&plugins, &cache, &["plugin", "add", "--yes", &src_text], step);
+        run_and_kill_at(
+            &plugins,
+            &cache,
+            &["plugin", "add", "--yes", &src_text],
+            step,
+        );
         assert_working(&plugins, "bystander", &["1.0.0"], step);
         let mut reg = PluginRegistry::new(&plugins);
         reg.scan().expect("scan");
@@ -371,7 +455,11 @@ fn install_killed_at_every_step_leaves_the_plugins_dir_usable() {
         } else {
             assert!(reg.get("newcomer").is_none(), "{step}");
             let out = tw(&plugins, &cache, &["plugin", "add", "--yes", &src_text]);
-            assert!(out.status.success(), "{step}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{step}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -401,7 +489,11 @@ fn install_and_update_on_a_full_or_read_only_plugins_dir_fail_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("No space left on device"), "{err}");
     assert_working(&plugins, "victim", &["1.0.0"], "full: update");
-    let out = tw(&plugins, &cache, &["plugin", "add", "--yes", &other.display().to_string()]);
+    let out = tw(
+        &plugins,
+        &cache,
+        &["plugin", "add", "--yes", &other.display().to_string()],
+    );
     assert!(!out.status.success());
     assert_working(&plugins, "victim", &["1.0.0"], "full: add");
 
@@ -420,7 +512,12 @@ fn install_and_update_on_a_full_or_read_only_plugins_dir_fail_clearly() {
     // Reading still works on the read-only directory (list, load).
     let mut reg = PluginRegistry::new(&plugins);
     reg.scan().expect("scan on a read-only dir");
-    assert_eq!(reg.get("victim").map(|p| p.manifest.version().to_string()).as_deref(), Some("1.0.0"));
+    assert_eq!(
+        reg.get("victim")
+            .map(|p| p.manifest.version().to_string())
+            .as_deref(),
+        Some("1.0.0")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -500,7 +597,10 @@ fn http_server_that_stalls_hits_the_configured_timeout() {
             .expect_err("a stalled server");
         let took = started.elapsed();
         assert!(matches!(err, HttpError::Timeout(_)), "{url}: {err:?}");
-        assert!(took >= Duration::from_millis(1400), "{url}: fired early ({took:?})");
+        assert!(
+            took >= Duration::from_millis(1400),
+            "{url}: fired early ({took:?})"
+        );
         assert!(took < Duration::from_secs(10), "{url}: took {took:?}");
     }
 }
@@ -513,7 +613,8 @@ fn http_server_closing_mid_body_is_an_error() {
     });
     let chunked = tcp_server(|mut s| {
         read_head(&mut s);
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nhalf a chunk");
+        let _ =
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nhalf a chunk");
     });
     let head = tcp_server(|mut s| {
         read_head(&mut s);
@@ -539,7 +640,9 @@ fn http_endless_headers_are_bounded() {
         read_head(&mut s);
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\n");
         for i in 0u64.. {
-            if s.write_all(format!("X-Header-{i}: v\r\n").as_bytes()).is_err() {
+            if s.write_all(format!("X-Header-{i}: v\r\n").as_bytes())
+                .is_err()
+            {
                 return;
             }
         }
@@ -551,7 +654,10 @@ fn http_endless_headers_are_bounded() {
         while s.write_all(&block).is_ok() {}
     });
     let (_tmp, ctx) = http_ctx(Duration::from_secs(10), 1 << 20);
-    for (url, needle) in [(endless_lines, "too many headers"), (endless_line, "end of response head")] {
+    for (url, needle) in [
+        (endless_lines, "too many headers"),
+        (endless_line, "end of response head"),
+    ] {
         let started = Instant::now();
         let err = ctx
             .http_request(HttpMethod::Get, &url, &[], None)
@@ -586,7 +692,10 @@ fn http_gzip_bomb_is_never_inflated() {
     let (_tmp, ctx) = http_ctx(Duration::from_secs(10), limit);
     // Even when the plugin asks for gzip, the host never inflates: the compressed bytes
     // count against the limit, which refuses them.
-    for headers in [vec![], vec![("Accept-Encoding".to_string(), "gzip".to_string())]] {
+    for headers in [
+        vec![],
+        vec![("Accept-Encoding".to_string(), "gzip".to_string())],
+    ] {
         let err = ctx
             .http_request(HttpMethod::Get, &url, &headers, None)
             .expect_err("over the limit");
@@ -618,7 +727,11 @@ struct WssPeer {
 }
 
 /// A wss server on 127.0.0.1 that, after the handshake, runs `behave`.
-fn wss_peer(behave: fn(&mut tungstenite::WebSocket<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>)) -> WssPeer {
+fn wss_peer(
+    behave: fn(
+        &mut tungstenite::WebSocket<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>,
+    ),
+) -> WssPeer {
     let (ca_pem, tls) = common::servers::generate_tls();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -626,8 +739,12 @@ fn wss_peer(behave: fn(&mut tungstenite::WebSocket<rustls::StreamOwned<rustls::S
     let started = Instant::now();
     let closed = Arc::clone(&closed_after_ms);
     thread::spawn(move || {
-        let Ok((tcp, _)) = listener.accept() else { return };
-        let Ok(conn) = rustls::ServerConnection::new(tls) else { return };
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(conn) = rustls::ServerConnection::new(tls) else {
+            return;
+        };
         let Ok(mut ws) = tungstenite::accept(rustls::StreamOwned::new(conn, tcp)) else {
             return;
         };
@@ -635,20 +752,27 @@ fn wss_peer(behave: fn(&mut tungstenite::WebSocket<rustls::StreamOwned<rustls::S
         // Then read and ignore everything (a close frame included, never answered) until
         // the client drops the connection.
         let stream = ws.get_mut();
-        let _ = stream.sock.set_read_timeout(Some(Duration::from_millis(50)));
+        let _ = stream
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(50)));
         let mut buf = [0u8; 4096];
         loop {
             match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => break,
             }
             if started.elapsed() > Duration::from_secs(60) {
                 return;
             }
         }
-        closed.store(started.elapsed().as_millis().max(1) as u64, Ordering::SeqCst);
+        closed.store(
+            started.elapsed().as_millis().max(1) as u64,
+            Ordering::SeqCst,
+        );
     });
     WssPeer {
         url: format!("wss://127.0.0.1:{port}/"),
@@ -668,7 +792,12 @@ fn ws_ctx(peer: &WssPeer, queue_max: usize) -> (tempfile::TempDir, Arc<PluginCon
         ws_queue_max: queue_max,
         ..Limits::default()
     };
-    let ctx = context_at(&tmp.path().join("data"), &caps, limits, vec![peer.ca.clone()]);
+    let ctx = context_at(
+        &tmp.path().join("data"),
+        &caps,
+        limits,
+        vec![peer.ca.clone()],
+    );
     (tmp, ctx)
 }
 
@@ -676,7 +805,10 @@ fn ws_ctx(peer: &WssPeer, queue_max: usize) -> (tempfile::TempDir, Arc<PluginCon
 fn websocket_peer_flooding_is_bounded() {
     let peer = wss_peer(|ws| {
         for i in 0..200_000u32 {
-            if ws.send(tungstenite::Message::text(format!("flood {i}"))).is_err() {
+            if ws
+                .send(tungstenite::Message::text(format!("flood {i}")))
+                .is_err()
+            {
                 return;
             }
         }
@@ -688,7 +820,10 @@ fn websocket_peer_flooding_is_bounded() {
     thread::sleep(Duration::from_millis(500));
     let mut messages = 0usize;
     let closed = loop {
-        match ctx.ws_recv(owner, handle, Duration::from_secs(5), 1 << 16).expect("recv") {
+        match ctx
+            .ws_recv(owner, handle, Duration::from_secs(5), 1 << 16)
+            .expect("recv")
+        {
             WsEvent::Message(_) => messages += 1,
             WsEvent::Closed(reason) => break reason,
             other => panic!("after {messages} messages: {other:?}"),
@@ -717,7 +852,11 @@ fn websocket_peer_that_never_answers_the_close_is_dropped() {
     ctx.ws_send(owner, handle, "hello").expect("send");
     let before = Instant::now();
     ctx.ws_close(owner, handle);
-    assert!(before.elapsed() < Duration::from_secs(3), "close blocked {:?}", before.elapsed());
+    assert!(
+        before.elapsed() < Duration::from_secs(3),
+        "close blocked {:?}",
+        before.elapsed()
+    );
     let close_started = peer.started.elapsed().as_millis() as u64;
     // The peer never answers: the host gives up after its close wait and drops the socket.
     assert!(
@@ -727,7 +866,10 @@ fn websocket_peer_that_never_answers_the_close_is_dropped() {
             > 0),
         "the socket was never closed"
     );
-    let waited = peer.closed_after_ms.load(Ordering::SeqCst).saturating_sub(close_started);
+    let waited = peer
+        .closed_after_ms
+        .load(Ordering::SeqCst)
+        .saturating_sub(close_started);
     assert!(waited < 10_000, "dropped after {waited} ms");
     // The handle is gone.
     assert!(ctx.ws_send(owner, handle, "late").is_err());

@@ -124,7 +124,9 @@ fn git_install_refuses_argument_and_transport_injection() {
         ),
         // ... as the ref, both forms.
         (
-            vec![format!("https://example.invalid/r.git#--upload-pack=touch {m}")],
+            vec![format!(
+                "https://example.invalid/r.git#--upload-pack=touch {m}"
+            )],
             "starts with '-'",
         ),
         (
@@ -135,7 +137,10 @@ fn git_install_refuses_argument_and_transport_injection() {
             "starts with '-'",
         ),
         // Remote helpers that run programs or reach file descriptors.
-        (vec![format!("ext::sh -c touch% {m}")], "'<helper>::' transports"),
+        (
+            vec![format!("ext::sh -c touch% {m}")],
+            "'<helper>::' transports",
+        ),
         (vec!["fd::7".into()], "'<helper>::' transports"),
         (
             vec!["hg::https://example.invalid/r".into()],
@@ -183,11 +188,22 @@ fn git_install_from_an_explicit_file_url_still_works() {
     let git = |args: &[&str]| {
         let st = Command::new("git")
             .current_dir(&repo)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .output()
             .expect("git");
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     };
     git(&["init", "-q"]);
     git(&["add", "."]);
@@ -210,21 +226,37 @@ fn manifest_wasm_and_ids_cannot_leave_the_plugin_dir() {
 
     let dotdot = root.join("src-dotdot");
     plugin_src(&dotdot, "dotdot", "../outside.wasm");
-    tw(root, &["plugin", "add", "--yes", dotdot.to_str().unwrap_or("")]).refused("wasm");
+    tw(
+        root,
+        &["plugin", "add", "--yes", dotdot.to_str().unwrap_or("")],
+    )
+    .refused("wasm");
 
     let abs = root.join("src-abs");
     plugin_src(&abs, "absolute", &outside.display().to_string());
-    tw(root, &["plugin", "add", "--yes", abs.to_str().unwrap_or("")]).refused("wasm");
+    tw(
+        root,
+        &["plugin", "add", "--yes", abs.to_str().unwrap_or("")],
+    )
+    .refused("wasm");
 
     let linked = root.join("src-link");
     plugin_src(&linked, "linked", "plugin.wasm");
     symlink(&outside, linked.join("plugin.wasm")).expect("symlink");
-    tw(root, &["plugin", "add", "--yes", linked.to_str().unwrap_or("")]).refused("outside");
+    tw(
+        root,
+        &["plugin", "add", "--yes", linked.to_str().unwrap_or("")],
+    )
+    .refused("outside");
 
     let linked_dir = root.join("src-linkdir");
     plugin_src(&linked_dir, "linkdir", "bin/outside.wasm");
     symlink(root, linked_dir.join("bin")).expect("symlink");
-    tw(root, &["plugin", "add", "--yes", linked_dir.to_str().unwrap_or("")]).refused("outside");
+    tw(
+        root,
+        &["plugin", "add", "--yes", linked_dir.to_str().unwrap_or("")],
+    )
+    .refused("outside");
 
     for bad_id in ["../escape", "a/b", "/abs", ".hidden", "..", "x\u{0}y"] {
         let src = root.join("src-id");
@@ -239,12 +271,21 @@ fn manifest_wasm_and_ids_cannot_leave_the_plugin_dir() {
         )
         .expect("manifest");
         fs::write(src.join("plugin.wasm"), small_wasm()).expect("wasm");
-        let run = tw(root, &["plugin", "add", "--yes", src.to_str().unwrap_or("")]);
+        let run = tw(
+            root,
+            &["plugin", "add", "--yes", src.to_str().unwrap_or("")],
+        );
         assert_eq!(run.code, Some(1), "{bad_id:?} accepted:\n{}", run.stdout);
-        assert!(run.stderr.to_lowercase().contains("name"), "{bad_id:?}: {}", run.stderr);
+        assert!(
+            run.stderr.to_lowercase().contains("name"),
+            "{bad_id:?}: {}",
+            run.stderr
+        );
         // Nothing was written outside (or inside) the plugins directory.
         assert!(!root.join("escape").exists());
-        assert!(installed(root).iter().all(|n| n.starts_with(".tmp-")) || installed(root).is_empty());
+        assert!(
+            installed(root).iter().all(|n| n.starts_with(".tmp-")) || installed(root).is_empty()
+        );
     }
     assert!(installed(root).is_empty(), "{:?}", installed(root));
 }
@@ -391,8 +432,8 @@ fn storage_files_that_are_symlinks_are_refused() {
 /// recompiles, and the module still works.
 #[test]
 fn planted_cache_entries_are_refused() {
-    let wasm = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 42))"#)
-        .expect("wat");
+    let wasm =
+        wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 42))"#).expect("wat");
     for compiler in Compiler::available() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("artifacts");
@@ -559,9 +600,17 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let huge = module(&[(Vec::new(), vec![0x01; 3 << 20])]);
     vec![
         ("many locals", many_locals, "locals of function #0"),
-        ("locals spread thin", spread_locals, "locals of all functions"),
+        (
+            "locals spread thin",
+            spread_locals,
+            "locals of all functions",
+        ),
         ("deep nesting", nesting, "block nesting depth"),
-        ("many deep functions", many_deep, "sum of block nesting depths"),
+        (
+            "many deep functions",
+            many_deep,
+            "sum of block nesting depths",
+        ),
         ("huge br_table", br_table, "br_table targets"),
         ("huge function", huge, "body of function #0"),
     ]
@@ -586,7 +635,9 @@ fn compile_bombs_are_refused_before_compiling() {
             );
             let text = err.map(|e| e.to_string()).unwrap_or_default();
             assert!(
-                text.starts_with(&format!("Refusing to compile WASM: {what}: module too complex")),
+                text.starts_with(&format!(
+                    "Refusing to compile WASM: {what}: module too complex"
+                )),
                 "{text}"
             );
             // Refused from the bytes, long before a compiler would have finished.
@@ -619,12 +670,14 @@ fn compile_bombs_are_refused_at_plugin_add_and_check() {
         .expect("wasm");
     let src_text = src.display().to_string();
     let started = Instant::now();
-    tw(root, &["plugin", "add", "--yes", &src_text]).refused("module too complex to compile safely");
+    tw(root, &["plugin", "add", "--yes", &src_text])
+        .refused("module too complex to compile safely");
     assert!(installed(root).is_empty());
     let run = tw(root, &["plugin", "check", &src_text]);
     assert_ne!(run.code, Some(0), "{}", run.stdout);
     assert!(
-        (run.stdout.clone() + &run.stderr).contains("the number of locals of function #0 is 50000, the limit is 10000"),
+        (run.stdout.clone() + &run.stderr)
+            .contains("the number of locals of function #0 is 50000, the limit is 10000"),
         "{}\n{}",
         run.stdout,
         run.stderr

@@ -322,7 +322,8 @@ fn install_checked(
 /// installed, rather than when it is first loaded.
 pub fn refuse_compile_bomb(wasm: &Path) -> anyhow::Result<()> {
     use tark_wasmer::engine::bounds::{check_module_bounds, BoundsError};
-    let bytes = std::fs::read(wasm).with_context(|| format!("Failed to read {}", wasm.display()))?;
+    let bytes =
+        std::fs::read(wasm).with_context(|| format!("Failed to read {}", wasm.display()))?;
     if let Err(e @ BoundsError::TooComplex { .. }) = check_module_bounds(&bytes) {
         bail!("{}: {e}\nNothing was installed.", wasm.display());
     }

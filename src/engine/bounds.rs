@@ -192,8 +192,8 @@ mod tests {
 
     #[test]
     fn small_modules_pass_and_each_bound_names_itself() {
-        let ok = wat::parse_str("(module (func (local i32 i64) (block (loop (br 1)))))")
-            .expect("wat");
+        let ok =
+            wat::parse_str("(module (func (local i32 i64) (block (loop (br 1)))))").expect("wat");
         assert_eq!(check_module_bounds(&ok), Ok(()));
         let locals = wat::parse_str(format!(
             "(module (func (local {})))",
@@ -201,7 +201,10 @@ mod tests {
         ))
         .expect("wat");
         let e = check_module_bounds(&locals).unwrap_err().to_string();
-        assert!(e.contains("the number of locals of function #0 is 10001, the limit is 10000"), "{e}");
+        assert!(
+            e.contains("the number of locals of function #0 is 10001, the limit is 10000"),
+            "{e}"
+        );
         assert!(matches!(
             check_module_bounds(b"\0asm\x01\0\0\0\x0a\xff"),
             Err(BoundsError::Invalid(_))

@@ -379,7 +379,10 @@ impl PluginRegistry {
             let dest = self.plugins_dir.join(id);
             if exists_no_follow(&dest) {
                 match remove_any(&backup) {
-                    Ok(()) => log::info!("Deleted {}: left by an interrupted update of '{id}'", backup.display()),
+                    Ok(()) => log::info!(
+                        "Deleted {}: left by an interrupted update of '{id}'",
+                        backup.display()
+                    ),
                     Err(e) => log::warn!("Failed to delete {}: {e}", backup.display()),
                 }
                 continue;
@@ -398,7 +401,11 @@ impl PluginRegistry {
                     let (from, to) = (stage.join(entry), backup.join(entry));
                     if exists_no_follow(&from) && !exists_no_follow(&to) {
                         if let Err(e) = std::fs::rename(&from, &to) {
-                            log::error!("Failed to move {} back to {}: {e}", from.display(), to.display());
+                            log::error!(
+                                "Failed to move {} back to {}: {e}",
+                                from.display(),
+                                to.display()
+                            );
                         }
                     }
                 }
@@ -425,7 +432,9 @@ impl PluginRegistry {
             let path = self.plugins_dir.join(name);
             if exists_no_follow(&path) {
                 match remove_any(&path) {
-                    Ok(()) => log::info!("Deleted {}: left by an interrupted {kind}", path.display()),
+                    Ok(()) => {
+                        log::info!("Deleted {}: left by an interrupted {kind}", path.display())
+                    }
                     Err(e) => log::warn!("Failed to delete {}: {e}", path.display()),
                 }
             }
