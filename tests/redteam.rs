@@ -542,14 +542,15 @@ fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
 
 /// A module of `bodies.len()` functions of type `[] -> []`, each body given as
 /// (locals declarations, code without the final `end`).
-fn module(bodies: &[(Vec<(u32, u8)>, Vec<u8>)]) -> Vec<u8> {
+/// One function body: its locals declarations `(count, type)` and its code.
+type Body = (Vec<(u32, u8)>, Vec<u8>);
+
+fn module(bodies: &[Body]) -> Vec<u8> {
     let mut out = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut out);
     let mut funcs = Vec::new();
     leb(bodies.len() as u64, &mut funcs);
-    for _ in bodies {
-        funcs.push(0);
-    }
+    funcs.extend(std::iter::repeat_n(0, bodies.len()));
     section(3, &funcs, &mut out);
     let mut code = Vec::new();
     leb(bodies.len() as u64, &mut code);

@@ -438,6 +438,37 @@ mod tests {
     }
 
     #[test]
+    fn transport_is_the_one_the_url_names() {
+        for (url, transport) in [
+            ("https://h/r.git", "https"),
+            ("HTTP://h/r.git", "http"),
+            ("ssh://git@h/r.git", "ssh"),
+            ("git+ssh://h/r", "ssh"),
+            ("git@github.com:o/r.git", "ssh"),
+            ("git://h/r", "git"),
+            ("file:///tmp/r", "file"),
+            ("/tmp/r", "file"),
+            ("./r", "file"),
+            ("relative/dir", "file"),
+        ] {
+            assert_eq!(transport_of(url).unwrap(), transport, "{url}");
+        }
+        for bad in [
+            "ext::sh -c touch% /tmp/x",
+            "fd::3",
+            "hg::https://h/r",
+            "ssh://-oProxyCommand=x/r",
+            "ssh://-u@h/r",
+            "-oProxyCommand=x:r",
+            "u@-oProxyCommand=x:r",
+            "gopher://h/r",
+            "",
+        ] {
+            assert!(transport_of(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn subdir_must_stay_inside() {
         assert_eq!(
             check_subdir("plugins/a").unwrap(),

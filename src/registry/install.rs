@@ -327,7 +327,7 @@ impl PluginRegistry {
 }
 
 /// A `.tmp-<kind>-<id>-<pid>-<n>` name taken apart: (kind, id, pid).
-fn parse_temp_name(name: &str) -> Option<(&str, &str, u32)> {
+pub(super) fn parse_temp_name(name: &str) -> Option<(&str, &str, u32)> {
     let rest = name.strip_prefix(TEMP_PREFIX)?;
     let (kind, rest) = rest.split_once('-')?;
     let (rest, n) = rest.rsplit_once('-')?;
@@ -340,7 +340,7 @@ fn parse_temp_name(name: &str) -> Option<(&str, &str, u32)> {
 
 /// Whether process `pid` may still be working on its temporary directories: our own
 /// pid and, where we cannot tell, every pid count as alive.
-fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
