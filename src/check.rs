@@ -125,6 +125,13 @@ pub fn analyze(dir: &Path) -> Report {
         ));
         return r;
     }
+    // Before anything compiles it: a compile-time bomb is an error, not a hang.
+    if let Err(e @ crate::engine::bounds::BoundsError::TooComplex { .. }) =
+        crate::engine::bounds::check_module_bounds(&bytes)
+    {
+        r.errors.push(format!("{}: {e}", wasm_path.display()));
+        return r;
+    }
     match needed_features(&bytes) {
         Ok(f) => r.features = f,
         Err(e) => {

@@ -3,6 +3,7 @@
 //! module cache keyed by the module's hash so a plugin is compiled once however many
 //! instances it gets.
 
+pub mod bounds;
 pub mod metering;
 
 use std::collections::HashMap;
@@ -91,6 +92,15 @@ pub enum EngineError {
     /// The bytes are a component, not a core module.
     #[error("{0} is a WebAssembly component; tark plugins are core modules (build for wasm32-wasip1 without componentizing)")]
     Component(String),
+    /// The module's shape is outside the static bounds that keep compiling fast
+    /// ([`bounds`]); it is refused before any compiler runs.
+    #[error("Refusing to compile WASM: {what}: {message}")]
+    TooComplex {
+        /// What was compiled (plugin id or path).
+        what: String,
+        /// Which bound, the module's value and the limit.
+        message: String,
+    },
     /// The bytes are not a valid module or do not compile.
     #[error("Failed to compile WASM: {what}: {message}")]
     Compile {
@@ -314,6 +324,14 @@ impl WasmEngine {
             return Ok((done(module.clone()), CacheOutcome::Memory));
         }
         let compile = || {
+            if let Err(e @ bounds::BoundsError::TooComplex { .. }) =
+                bounds::check_module_bounds(wasm)
+            {
+                return Err(EngineError::TooComplex {
+                    what: what.to_string(),
+                    message: e.to_string(),
+                });
+            }
             Module::new(&self.engine, wasm).map_err(|e| EngineError::Compile {
                 what: what.to_string(),
                 message: e.to_string(),

@@ -460,13 +460,25 @@ impl Policy {
         {
             use std::os::fd::AsRawFd;
             let fd_link = format!("/proc/self/fd/{}", file.as_raw_fd());
-            if let Ok(real) = std::fs::read_link(fd_link) {
-                if real != canonical && !self.path_allowed(&real) {
+            // Fail closed: without this check a directory swapped for a symlink between
+            // the check and the open would go unnoticed (tests/redteam.rs,
+            // `fs_read_symlink_swapped_between_check_and_open_never_leaks`).
+            match std::fs::read_link(fd_link) {
+                Ok(real) if real == canonical || self.path_allowed(&real) => {}
+                Ok(real) => {
                     log::warn!(
                         "[plugin:{}] fs.read refused - {} resolved to {} when opened",
                         self.plugin_id,
                         canonical.display(),
                         real.display()
+                    );
+                    return Err(deny());
+                }
+                Err(e) => {
+                    log::warn!(
+                        "[plugin:{}] fs.read refused - cannot tell which file {} opened: {e}",
+                        self.plugin_id,
+                        canonical.display()
                     );
                     return Err(deny());
                 }
@@ -496,6 +508,9 @@ impl Policy {
 
     /// Is this resolved (canonical) path covered by an `fs_read` entry?
     fn path_allowed(&self, path: &Path) -> bool {
+        if is_host_process_view(path) {
+            return false;
+        }
         self.fs_read.iter().any(|entry| {
             // An empty entry would mean "the workspace" (tark: everything); refuse it.
             if entry.trim().is_empty() {
@@ -515,6 +530,14 @@ impl Policy {
             }
         })
     }
+}
+
+/// `/proc` describes processes, first of all the host's own (`/proc/self/environ` holds
+/// the secrets the `env` allowlist hides, `/proc/self/mem` its memory): never readable
+/// through `fs.read`, whatever the allowlist says (an entry of `/` or a symlink into
+/// `/proc` included; tests/redteam.rs, `fs_read_never_reaches_proc_self`).
+fn is_host_process_view(path: &Path) -> bool {
+    cfg!(target_os = "linux") && path.starts_with("/proc")
 }
 
 /// Directories and special files (FIFOs, devices) are not readable through `fs.read`.

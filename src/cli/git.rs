@@ -10,6 +10,8 @@
 //!   with `-` are refused before git runs, so neither can be taken as an option
 //!   (`tests/git_install.rs`, `failures_leave_nothing_behind_and_say_what_to_do`). Progress
 //!   is shown only when stderr is a terminal.
+//! - git may use only the transport the URL names ([`transport_of`]): no `ext::` or other
+//!   remote helpers, no local clone for a network URL.
 //! - Only the plugin's declared files are installed from a clone: `plugin.toml`, the wasm
 //!   module at its declared path, and README / LICENSE / COPYING / NOTICE / CHANGELOG files
 //!   next to `plugin.toml`. Nothing else of the repository (sources, build trees, `.git/`)
@@ -77,6 +79,58 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
         bail!("Invalid repository URL {url:?}: it contains control characters");
     }
     Ok(())
+}
+
+/// The one git transport `url` names, which is the only one git may use for it
+/// (`GIT_ALLOW_PROTOCOL`): `https`, `http`, `ssh`, `git` or `file`. Refused: git's
+/// remote-helper syntax `<helper>::<address>` (`ext::sh -c ...` runs a command, `fd::`
+/// and the rest reach past the network), other URL schemes, and ssh hosts or users that
+/// start with `-` (ssh would read them as options). So an `https://` URL can never be
+/// turned into a local clone, a command or a file read (tests/redteam.rs,
+/// `git_install_refuses_argument_and_transport_injection`).
+pub fn transport_of(url: &str) -> anyhow::Result<&'static str> {
+    check_url(url)?;
+    let before_slash = url.split('/').next().unwrap_or("");
+    if before_slash.contains("::") {
+        bail!(
+            "Refusing repository URL '{url}': git's '<helper>::' transports can run programs\nUse an https://, ssh://, git:// URL or a local path."
+        );
+    }
+    let dash_host = |rest: &str| {
+        let authority = rest.split(['/', ':']).next().unwrap_or("");
+        let (user, host) = match authority.rsplit_once('@') {
+            Some((u, h)) => (u, h),
+            None => ("", authority),
+        };
+        user.starts_with('-') || host.starts_with('-')
+    };
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let transport = match scheme.to_ascii_lowercase().as_str() {
+            "https" => "https",
+            "http" => "http",
+            "ssh" | "git+ssh" | "ssh+git" => "ssh",
+            "git" => "git",
+            "file" => "file",
+            other => bail!(
+                "Refusing repository URL '{url}': unsupported transport '{other}'\nUse an https://, ssh://, git:// or file:// URL, or a local path."
+            ),
+        };
+        if transport != "file" && dash_host(rest) {
+            bail!("Refusing repository URL '{url}': its host or user starts with '-' and would be read as an option");
+        }
+        return Ok(transport);
+    }
+    if url.starts_with('/') || url.starts_with('.') {
+        return Ok("file");
+    }
+    // git's scp-like form `[user@]host:path` (a ':' before any '/') is ssh.
+    if before_slash.contains(':') {
+        if dash_host(url) {
+            bail!("Refusing repository URL '{url}': its host or user starts with '-' and would be read as an option");
+        }
+        return Ok("ssh");
+    }
+    Ok("file")
 }
 
 /// `--path`: a relative path without `..`, so it stays inside the repository.
@@ -168,7 +222,7 @@ pub struct Checkout {
 /// when stderr is a terminal; otherwise git runs quietly and its messages are part of the
 /// error. Credentials prompts are only allowed when stdin is a terminal.
 pub fn clone(url: &str, reference: Option<&str>) -> anyhow::Result<Checkout> {
-    check_url(url)?;
+    let transport = transport_of(url)?;
     if let Some(r) = reference {
         check_ref(r)?;
     }
@@ -183,6 +237,8 @@ pub fn clone(url: &str, reference: Option<&str>) -> anyhow::Result<Checkout> {
     cmd.arg(if progress { "--progress" } else { "--quiet" });
     cmd.arg("--").arg(url).arg(&root);
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    // Only the transport the URL names (overrides any `protocol.allow` configuration).
+    cmd.env("GIT_ALLOW_PROTOCOL", transport);
     if !std::io::stdin().is_terminal() {
         cmd.env("GIT_TERMINAL_PROMPT", "0");
     }
@@ -379,6 +435,37 @@ mod tests {
         assert!(check_url("-oProxyCommand=x").is_err());
         assert!(check_url("file:///tmp/r").is_ok());
         assert!(check_ref("a b").is_err());
+    }
+
+    #[test]
+    fn transport_is_the_one_the_url_names() {
+        for (url, transport) in [
+            ("https://h/r.git", "https"),
+            ("HTTP://h/r.git", "http"),
+            ("ssh://git@h/r.git", "ssh"),
+            ("git+ssh://h/r", "ssh"),
+            ("git@github.com:o/r.git", "ssh"),
+            ("git://h/r", "git"),
+            ("file:///tmp/r", "file"),
+            ("/tmp/r", "file"),
+            ("./r", "file"),
+            ("relative/dir", "file"),
+        ] {
+            assert_eq!(transport_of(url).unwrap(), transport, "{url}");
+        }
+        for bad in [
+            "ext::sh -c touch% /tmp/x",
+            "fd::3",
+            "hg::https://h/r",
+            "ssh://-oProxyCommand=x/r",
+            "ssh://-u@h/r",
+            "-oProxyCommand=x:r",
+            "u@-oProxyCommand=x:r",
+            "gopher://h/r",
+            "",
+        ] {
+            assert!(transport_of(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn classify(req: &AddRequest) -> anyhow::Result<AddSource> {
             }
         });
     }
-    super::git::check_url(base)?;
+    super::git::transport_of(base)?;
     Ok(AddSource::Git {
         url: base.to_string(),
         recorded: base.to_string(),
@@ -263,6 +263,7 @@ fn install_checked(
     if !wasm.is_file() {
         return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
     }
+    refuse_compile_bomb(&wasm)?;
     let mut registry = scanned_registry(global)?;
     if registry.contains(&id) {
         bail!(
@@ -314,6 +315,18 @@ fn install_checked(
     ))?;
     out.blank()?;
     out.line("The plugin will be loaded on next tark start.")?;
+    Ok(())
+}
+
+/// Refuse a module outside the engine's static bounds (a compile-time bomb) before it is
+/// installed, rather than when it is first loaded.
+pub fn refuse_compile_bomb(wasm: &Path) -> anyhow::Result<()> {
+    use tark_wasmer::engine::bounds::{check_module_bounds, BoundsError};
+    let bytes =
+        std::fs::read(wasm).with_context(|| format!("Failed to read {}", wasm.display()))?;
+    if let Err(e @ BoundsError::TooComplex { .. }) = check_module_bounds(&bytes) {
+        bail!("{}: {e}\nNothing was installed.", wasm.display());
+    }
     Ok(())
 }
 

@@ -86,6 +86,9 @@ fn update_one(registry: &mut PluginRegistry, id: &str) -> anyhow::Result<(String
     let before = plugin.manifest.version().to_string();
     let source = plugin.install_source()?.clone();
     let fetched = fetch(&source)?;
+    if let Ok(m) = PluginManifest::load_quiet(&fetched.dir.join(MANIFEST_FILE)) {
+        super::plugin_cmd::refuse_compile_bomb(&m.wasm_path(&fetched.dir)?)?;
+    }
     let updated = registry.update_from_dir(id, &fetched.dir)?;
     let after = updated.manifest.version().to_string();
     // A relative local path (tark's record) becomes absolute, so the next update works

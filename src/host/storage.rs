@@ -306,13 +306,8 @@ impl Store {
 
     /// The exclusive cross-process lock; released when the returned file is dropped.
     fn lock_file(&self) -> Result<File, StorageError> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.lock_path)
-            .map_err(|e| io_err(&self.lock_path, "open lock file", e))?;
+        let f = open_no_follow(&self.lock_path, true)
+            .map_err(|e| io_err(&self.lock_path, "open lock file", link_text(e)))?;
         f.lock().map_err(|e| io_err(&self.lock_path, "lock", e))?;
         Ok(f)
     }
@@ -359,10 +354,10 @@ impl Store {
     }
 
     fn load(&self) -> Result<Loaded, StorageError> {
-        let mut handle = match File::open(&self.file) {
+        let mut handle = match open_no_follow(&self.file, false) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(e) => return Err(io_err(&self.file, "open", e)),
+            Err(e) => return Err(io_err(&self.file, "open", link_text(e))),
         };
         let meta = handle
             .metadata()
@@ -498,6 +493,31 @@ impl Store {
         st.loaded = true;
         Ok(())
     }
+}
+
+/// Open a storage file without following a symlink in its last component: a
+/// `storage.json` or `.storage.lock` planted as a link to a file outside the data
+/// directory is refused (ELOOP), never read or created through (tests/redteam.rs,
+/// `storage_files_that_are_symlinks_are_refused`). `create`: read-write, created if
+/// missing (the lock file).
+fn open_no_follow(path: &Path, create: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    if create {
+        options.write(true).create(true).truncate(false);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(path)
+}
+
+/// ELOOP from [`open_no_follow`] said in words.
+fn link_text(e: std::io::Error) -> String {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return "it is a symbolic link; storage files are never followed through links".into();
+    }
+    e.to_string()
 }
 
 /// Opens each data directory's store once: every instance of a plugin (and every

@@ -18,13 +18,40 @@ const PRESERVED_ON_UPDATE: [&str; 3] = [DATA_DIR, DISABLED_MARKER, INSTALL_FILE]
 /// What a re-install over an existing directory keeps.
 const PRESERVED_ON_INSTALL: [&str; 1] = [DATA_DIR];
 
-/// Test-only fault injection points for the rename sequence.
+/// The steps of an install or update, where unit tests inject failures and
+/// `tests/faults.rs` kills the process (through [`PAUSE_ENV`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FailPoint {
+    /// The new tree is staged, nothing of the old plugin touched.
     AfterCopy,
+    /// The old plugin directory was renamed to its backup (`.tmp-old-…`).
+    MovedAside,
+    /// One preserved entry (`data/`, ...) was moved from the backup into the new tree.
     Preserve,
+    /// Just before the new tree is renamed into place.
     FinalRename,
+    /// The new tree is in place; the backup is not deleted yet.
+    AfterSwap,
 }
+
+impl FailPoint {
+    fn name(self) -> &'static str {
+        match self {
+            FailPoint::AfterCopy => "after-copy",
+            FailPoint::MovedAside => "moved-aside",
+            FailPoint::Preserve => "preserve",
+            FailPoint::FinalRename => "final-rename",
+            FailPoint::AfterSwap => "after-swap",
+        }
+    }
+}
+
+/// Test hook: `TARK_WASMER_PAUSE_AT=<step>` (`after-copy`, `moved-aside`, `preserve`,
+/// `final-rename`, `after-swap`) stops an install or update at that step, after printing
+/// `tark-wasmer: paused at <step>` on stderr, until the process is killed. `tests/faults.rs`
+/// kills the CLI so at every step and checks that the plugin still works afterwards
+/// ([`PluginRegistry::scan`] finishes or undoes what a killed process left).
+pub const PAUSE_ENV: &str = "TARK_WASMER_PAUSE_AT";
 
 #[cfg(test)]
 thread_local! {
@@ -32,6 +59,12 @@ thread_local! {
 }
 
 fn fail_point(point: FailPoint) -> Result<(), RegistryError> {
+    if std::env::var_os(PAUSE_ENV).is_some_and(|v| v == point.name()) {
+        eprintln!("tark-wasmer: paused at {}", point.name());
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     #[cfg(test)]
     if FAIL_AT.with(|f| f.get()) == Some(point) {
         return Err(RegistryError::Io {
@@ -216,8 +249,11 @@ impl PluginRegistry {
                     dest.display()
                 )))
             });
-            if result.is_err() {
-                remove_temp(stage);
+            match &result {
+                Ok(()) => {
+                    let _ = fail_point(FailPoint::AfterSwap);
+                }
+                Err(_) => remove_temp(stage),
             }
             return result;
         }
@@ -230,6 +266,7 @@ impl PluginRegistry {
         }
         let mut moved: Vec<&str> = Vec::new();
         let result = (|| {
+            fail_point(FailPoint::MovedAside)?;
             for &name in preserve {
                 let from = backup.join(name);
                 if !exists_no_follow(&from) {
@@ -257,6 +294,9 @@ impl PluginRegistry {
         })();
         match result {
             Ok(()) => {
+                // Committed: an injected failure here changes nothing (the pause hook
+                // stops here).
+                let _ = fail_point(FailPoint::AfterSwap);
                 if let Err(e) = remove_any(&backup) {
                     log::warn!("Failed to delete old version at {}: {e}", backup.display());
                 }
@@ -281,6 +321,122 @@ impl PluginRegistry {
                 }
                 remove_temp(stage);
                 Err(e)
+            }
+        }
+    }
+}
+
+/// A `.tmp-<kind>-<id>-<pid>-<n>` name taken apart: (kind, id, pid).
+pub(super) fn parse_temp_name(name: &str) -> Option<(&str, &str, u32)> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?;
+    let (kind, rest) = rest.split_once('-')?;
+    let (rest, n) = rest.rsplit_once('-')?;
+    let (id, pid) = rest.rsplit_once('-')?;
+    n.parse::<u64>().ok()?;
+    let pid = pid.parse::<u32>().ok()?;
+    check_id(id).ok()?;
+    Some((kind, id, pid))
+}
+
+/// Whether process `pid` may still be working on its temporary directories: our own
+/// pid and, where we cannot tell, every pid count as alive.
+pub(super) fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+impl PluginRegistry {
+    /// Finish or undo what an install, update or removal killed half-way left behind
+    /// (only for processes that are gone): a backup (`.tmp-old-<id>-…`) whose plugin
+    /// directory is missing is put back, with the preserved entries (`data/`, `.disabled`,
+    /// `.install.json`) the killed update had already moved into its staging tree; a
+    /// backup whose plugin directory exists (the swap was committed) is deleted, as are
+    /// stale staging trees and the trash of a removal. `tests/faults.rs`,
+    /// `update_killed_at_every_step_leaves_a_working_plugin`.
+    pub(super) fn recover_interrupted(&self) {
+        let Ok(reader) = std::fs::read_dir(&self.plugins_dir) else {
+            return;
+        };
+        let mut temps: Vec<(String, String, String, u32)> = reader
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let (kind, id, pid) = parse_temp_name(&name)?;
+                let (kind, id) = (kind.to_string(), id.to_string());
+                (!process_alive(pid)).then_some((name, kind, id, pid))
+            })
+            .collect();
+        temps.sort();
+        let mut unresolved: Vec<(String, u32)> = Vec::new();
+        for (name, _, id, pid) in temps.iter().filter(|t| t.1 == "old") {
+            let backup = self.plugins_dir.join(name);
+            let dest = self.plugins_dir.join(id);
+            if exists_no_follow(&dest) {
+                match remove_any(&backup) {
+                    Ok(()) => log::info!(
+                        "Deleted {}: left by an interrupted update of '{id}'",
+                        backup.display()
+                    ),
+                    Err(e) => log::warn!("Failed to delete {}: {e}", backup.display()),
+                }
+                continue;
+            }
+            for (stage_name, stage_kind, _, _) in temps
+                .iter()
+                .filter(|t| (t.1 == "update" || t.1 == "install") && &t.2 == id && t.3 == *pid)
+            {
+                let stage = self.plugins_dir.join(stage_name);
+                let preserved: &[&str] = if stage_kind == "update" {
+                    &PRESERVED_ON_UPDATE
+                } else {
+                    &PRESERVED_ON_INSTALL
+                };
+                for &entry in preserved {
+                    let (from, to) = (stage.join(entry), backup.join(entry));
+                    if exists_no_follow(&from) && !exists_no_follow(&to) {
+                        if let Err(e) = std::fs::rename(&from, &to) {
+                            log::error!(
+                                "Failed to move {} back to {}: {e}",
+                                from.display(),
+                                to.display()
+                            );
+                        }
+                    }
+                }
+            }
+            match std::fs::rename(&backup, &dest) {
+                Ok(()) => log::warn!(
+                    "Restored plugin '{id}' from {}: an update or install was interrupted",
+                    backup.display()
+                ),
+                Err(e) => {
+                    log::error!(
+                        "Failed to restore plugin '{id}' from {}: {e}; the old plugin is intact there",
+                        backup.display()
+                    );
+                    unresolved.push((id.clone(), *pid));
+                }
+            }
+        }
+        for (name, kind, id, pid) in &temps {
+            let keep = kind == "old" || unresolved.iter().any(|(i, p)| i == id && p == pid);
+            if keep {
+                continue;
+            }
+            let path = self.plugins_dir.join(name);
+            if exists_no_follow(&path) {
+                match remove_any(&path) {
+                    Ok(()) => {
+                        log::info!("Deleted {}: left by an interrupted {kind}", path.display())
+                    }
+                    Err(e) => log::warn!("Failed to delete {}: {e}", path.display()),
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ mod source;
 mod tests;
 
 pub use crate::host::storage::STORAGE_FILE;
+pub use install::PAUSE_ENV;
 pub use scan::{InstalledPlugin, LoadError};
 pub use source::InstallSource;
 

@@ -148,6 +148,7 @@ impl PluginRegistry {
             "Failed to create plugins directory {}",
             self.plugins_dir.display()
         )))?;
+        self.recover_interrupted();
         let reader = std::fs::read_dir(&self.plugins_dir).map_err(io_err(format!(
             "Failed to read plugins directory {}",
             self.plugins_dir.display()

@@ -1028,7 +1028,7 @@ pub struct WssTestServer {
 }
 
 /// Test CA and a server certificate for `localhost` / `127.0.0.1` signed by it.
-fn generate_tls() -> (String, Arc<rustls::ServerConfig>) {
+pub fn generate_tls() -> (String, Arc<rustls::ServerConfig>) {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
         KeyUsagePurpose,

@@ -439,7 +439,22 @@ impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Body::Chunked(r) => r.read(buf),
-            Body::Length(r) => r.read(buf),
+            Body::Length(r) => {
+                // A server that closes before `Content-Length` bytes sent a truncated
+                // body: an error, never a shorter success (tests/faults.rs,
+                // `http_server_closing_mid_body_is_an_error`).
+                let n = r.read(buf)?;
+                if n == 0 && !buf.is_empty() && r.limit() > 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "connection closed with {} bytes of the body missing",
+                            r.limit()
+                        ),
+                    ));
+                }
+                Ok(n)
+            }
             Body::Close(r) => r.read(buf),
         }
     }

@@ -401,3 +401,25 @@ fn plugins_for_a_newer_host_are_refused_at_install_update_and_scan() {
         r.load_errors()
     );
 }
+
+#[test]
+fn temp_names_parse_from_the_right_and_ids_may_have_dashes() {
+    use super::super::install::{parse_temp_name, process_alive};
+    assert_eq!(
+        parse_temp_name(".tmp-old-my-plugin-1234-0"),
+        Some(("old", "my-plugin", 1234))
+    );
+    assert_eq!(
+        parse_temp_name(".tmp-update-x-77-12"),
+        Some(("update", "x", 77))
+    );
+    for bad in [
+        ".tmp-old-x-y",
+        "old-x-1-2",
+        ".tmp-old--1-2",
+        ".tmp-old-../x-1-2",
+    ] {
+        assert_eq!(parse_temp_name(bad), None, "{bad}");
+    }
+    assert!(process_alive(std::process::id()));
+}
