@@ -145,7 +145,7 @@ echo
 
 section "5. A runaway plugin (an endless loop) stopped by its CPU budget"
 start=$(date +%s.%N)
-fails --cpu-budget 5000000000 call legacy-provider chat '[{"role":"user","content":"spin"}]' loop
+fails --cpu-budget 2000000000 call legacy-provider chat '[{"role":"user","content":"spin"}]' loop
 echo "(stopped after $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s; the default budget is about 30 s)"
 
 section "6. Which compiler for this plugin? (tark-wasmer bench)"

@@ -308,7 +308,7 @@ fn remove_asks_on_a_terminal_and_nothing_is_printed_before_an_error() {
 fn completions_and_man_page_come_from_the_definitions() {
     let env = Env::new();
     let bash = env.tw(&["completions", "bash"]).ok().stdout;
-    assert!(bash.contains("_tark-wasmer()"), "{bash}");
+    assert!(bash.contains("complete -F _tark__wasmer"), "{bash}");
     for word in ["bench", "config", "--compiler", "--trace"] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
@@ -651,7 +651,21 @@ fn bench_measures_each_compiler_with_and_without_metering() {
     for r in v["results"].as_array().unwrap() {
         assert_eq!(r["call"]["samples"], 3);
     }
-    // Piped: four tab-separated rows; the plugin's own data directory is not touched.
+    // Options after the arguments are options, not arguments.
+    let r = env
+        .tw(&[
+            "bench",
+            "legacy-provider",
+            "auth-init",
+            r#"{"api_key":"k"}"#,
+            "--time",
+            "0.3",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 4);
+    // Piped: a header and four rows in plain columns; the plugin's own data directory is
+    // not touched.
     let r = env
         .tw(&[
             "bench",
@@ -662,8 +676,17 @@ fn bench_measures_each_compiler_with_and_without_metering() {
             "0.3",
         ])
         .ok();
-    assert_eq!(r.stdout.lines().count(), 4, "{}", r.stdout);
-    assert!(r.stdout.lines().all(|l| l.split('\t').count() == 9));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    assert!(
+        lines[0].starts_with("Compiler    Metering  Compile"),
+        "{}",
+        r.stdout
+    );
+    assert!(lines[0].ends_with("Call p99  Calls"), "{}", r.stdout);
+    assert!(lines[1].starts_with("singlepass  on "), "{}", r.stdout);
+    assert!(lines[4].starts_with("cranelift   off"), "{}", r.stdout);
+    assert!(!r.stdout.contains('│'));
     assert!(!env
         .plugins()
         .join("legacy-provider/data/storage.json")

@@ -17,7 +17,7 @@ use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
 use tark_wasmer::plugin::dispatch::call_by_name;
 use tark_wasmer::{Error, HostConfig, HostOptions, PluginHost};
 
-use super::output::{table, tsv, Cell, Out, Style};
+use super::output::{columns, table, Cell, Out, Style};
 use super::Global;
 
 /// Help text of `bench`.
@@ -43,8 +43,8 @@ pub struct BenchArgs {
     id: String,
     /// Function name (as for `call`)
     function: String,
-    /// Parameters, one per argument, as JSON
-    #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+    /// Parameters, one per argument, as JSON (options may come before or after them)
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     /// Seconds the whole run may take, about (shared by every configuration)
     #[arg(long, value_name = "SECONDS", default_value_t = 4.0)]
@@ -184,7 +184,8 @@ pub fn bench(global: &Global, args: &BenchArgs, out: &mut Out) -> anyhow::Result
     let share = Duration::from_secs_f64(args.time / configs.len().max(1) as f64);
     let mut rows = Vec::new();
     for (i, (compiler, metering)) in configs.iter().copied().enumerate() {
-        if !out.is_quiet() && !args.json {
+        // Progress for a person waiting (stderr a terminal), never in logs or pipes.
+        if !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!(
                 "bench: {compiler}, metering {}...",
                 if metering { "on" } else { "off" }
@@ -337,17 +338,6 @@ fn print_table(out: &mut Out, args: &BenchArgs, rows: &[Row]) -> anyhow::Result<
             ]
         })
         .collect();
-    if !out.is_terminal() {
-        for line in tsv(&cells) {
-            out.line(line)?;
-        }
-        return Ok(());
-    }
-    let title = out.paint(
-        format!("Plugin {} function {}", args.id, args.function),
-        Style::Bold,
-    );
-    out.line(title)?;
     let headers = [
         "Compiler",
         "Metering",
@@ -359,6 +349,17 @@ fn print_table(out: &mut Out, args: &BenchArgs, rows: &[Row]) -> anyhow::Result<
         "Call p99",
         "Calls",
     ];
+    if !out.is_terminal() {
+        for line in columns(&headers, &cells) {
+            out.line(line)?;
+        }
+        return Ok(());
+    }
+    let title = out.paint(
+        format!("Plugin {} function {}", args.id, args.function),
+        Style::Bold,
+    );
+    out.line(title)?;
     for line in table(out, &headers, &cells) {
         out.line(line)?;
     }

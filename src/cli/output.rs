@@ -206,6 +206,31 @@ pub fn tsv(rows: &[Vec<Cell>]) -> Vec<String> {
         .collect()
 }
 
+/// Rows as plain aligned columns under a header line (no borders, no styling, nothing
+/// cut): readable in a log or a pipe, for outputs people read more than scripts parse.
+pub fn columns(headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(&cell.text));
+        }
+    }
+    let render = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(width(c)))))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![render(headers.to_vec())];
+    for row in rows {
+        lines.push(render(row.iter().map(|c| c.text.as_str()).collect()));
+    }
+    lines
+}
+
 /// A table in the style of tark's `tabled` output (rounded borders, a rule under the
 /// header), with every column padded to its widest cell, fitted to the terminal's width
 /// ([`Out::width`]) by cutting the last column (descriptions) with an ellipsis. Width is
