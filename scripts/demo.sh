@@ -11,13 +11,17 @@
 #
 # Usage: scripts/demo.sh            (any directory; no network; honours CARGO_TARGET_DIR)
 # Needs: cargo, python3; the wasm toolchain is installed by scripts/install-wasm-toolchain.sh.
-# DEMO_SKIP_BUILD=1 uses an existing release binary (tests/demo.rs runs the script so).
+# DEMO_SKIP_BUILD=1 uses an existing binary ($CARGO_TARGET_DIR/release/tark-wasmer, or
+# DEMO_BIN); tests/cli_output.rs runs the script so.
 set -euo pipefail
 
+# A relative CARGO_TARGET_DIR means relative to where the script was started.
+if [[ -n ${CARGO_TARGET_DIR:-} && $CARGO_TARGET_DIR != /* ]]; then
+    export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 
 if [[ -z ${DEMO_SKIP_BUILD:-} ]]; then
     bash scripts/install-wasm-toolchain.sh

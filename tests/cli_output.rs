@@ -713,10 +713,22 @@ fn bench_measures_each_compiler_with_and_without_metering() {
 #[test]
 fn demo_script_runs_legacy_sdk_streaming_denial_runaway_and_bench() {
     ensure_plugins_built();
+    // The script finds the binary under CARGO_TARGET_DIR (here a relative one, resolved
+    // against the directory the script is started from), not ./target.
+    let start = tempfile::tempdir().unwrap();
+    let release = start.path().join("elsewhere/release");
+    fs::create_dir_all(&release).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_tark-wasmer"),
+        release.join("tark-wasmer"),
+    )
+    .unwrap();
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/demo.sh"))
+        .current_dir(start.path())
+        .env("CARGO_TARGET_DIR", "elsewhere")
         .env("DEMO_SKIP_BUILD", "1")
-        .env("DEMO_BIN", env!("CARGO_BIN_EXE_tark-wasmer"))
+        .env_remove("DEMO_BIN")
         .env("DEMO_BENCH_TIME", "0.5")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
