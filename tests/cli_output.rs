@@ -779,3 +779,29 @@ fn new_commands_have_help_with_examples() {
         r.stdout
     );
 }
+
+#[test]
+fn canonical_plugins_are_traced_at_the_same_boundary() {
+    let env = Env::new();
+    env.add_example("openai-provider");
+    let r = env
+        .tw(&[
+            "--trace=openai-provider",
+            "call",
+            "openai-provider",
+            "auth-init",
+            r#"{"api_key":"sk-1","base_url":"http://127.0.0.1:9"}"#,
+        ])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("[plugin:openai-provider] storage.set(\"api_key\", \"sk-1\") -> ok"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("storage.set(\"base_url\""),
+        "{}",
+        r.stderr
+    );
+}
