@@ -14,6 +14,10 @@
 # ./target). The full run takes about 15 minutes on 2 cores (plus the first build of wasmtime).
 set -euo pipefail
 
+# A relative CARGO_TARGET_DIR means relative to where the script was started.
+if [[ -n ${CARGO_TARGET_DIR:-} && $CARGO_TARGET_DIR != /* ]]; then
+    export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 

@@ -82,7 +82,7 @@ pub use abi::{AbiKind, CallError, GuestMemoryError, InstantiateError, LinkError}
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
 pub use engine::{Compiler, EngineError, EngineSettings, WasmEngine};
 pub use error::{Error, Result};
-pub use host::{HostConfig, HostError, CA_FILE_ENV};
+pub use host::{HostConfig, HostError, CA_FILE_ENV, TRACE_TARGET};
 pub use limits::Limits;
 pub use manifest::{PluginCapabilities, PluginManifest, PluginType};
 pub use plugin::{HostOptions, PluginHost, PluginInstance};

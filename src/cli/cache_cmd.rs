@@ -16,6 +16,7 @@ Examples:
   tark-wasmer cache stats
   tark-wasmer cache stats --json
   tark-wasmer cache clear
+  tark-wasmer cache clear --json
   tark-wasmer --cache-dir /tmp/tw-cache cache stats
 
 Compiled plugin code is cached on disk so later runs skip compiling. Entries are keyed by
@@ -65,7 +66,7 @@ pub fn stats(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()
             "limit_bytes": s.limit_bytes,
             "enabled": !global.cache.disabled,
         });
-        out.line(serde_json::to_string_pretty(&v)?)?;
+        out.json(&v)?;
         return Ok(());
     }
     let label = |out: &Out, t: &str| out.paint(format!("{t:<10}"), Style::Bold);
@@ -101,10 +102,18 @@ pub fn stats(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()
     Ok(())
 }
 
-/// `cache clear`.
-pub fn clear(global: &Global, out: &mut Out) -> anyhow::Result<()> {
+/// `cache clear [--json]`.
+pub fn clear(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
     let cache = cache_for(global)?;
     let removed = cache.clear()?;
+    if as_json {
+        out.json(&json!({
+            "dir": cache.dir().display().to_string(),
+            "removed_entries": removed.entries,
+            "removed_bytes": removed.bytes,
+        }))?;
+        return Ok(());
+    }
     out.line(format!(
         "Removed {} cached artifact{} ({}) from {}",
         removed.entries,

@@ -5,13 +5,16 @@
 //! causes that the message does not already say) and exit with status 1; usage errors
 //! are clap's (status 2).
 //!
-//! Logging goes to stderr through `env_logger`: `RUST_LOG` is respected, and the default
-//! level is `warn` for everything (tark shows warnings and errors by default), so plugin
-//! log lines below warn (`[plugin:<id>] ...` at info) appear only with `RUST_LOG=info`.
+//! Logging goes to stderr through `env_logger` ([`log_filter`]): by default warnings of
+//! every crate plus plugin log lines (`[plugin:<id>] ...`, info and up); `-v`/`-vv` add
+//! this crate's debug/trace lines, `-q` leaves errors only, `--trace[=ID]` logs host
+//! calls; `RUST_LOG` is applied on top and wins.
 
+mod bench_cmd;
 mod cache_cmd;
 mod call_cmd;
 mod check_cmd;
+mod config;
 mod git;
 mod new_cmd;
 mod output;
@@ -27,12 +30,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tark_wasmer::cache::{parse_size, CacheConfig};
 use tark_wasmer::engine::Compiler;
 use tark_wasmer::manifest::PluginType;
-use tark_wasmer::registry::resolve_plugins_dir;
 
 use output::Out;
-
-/// Environment equivalent of `--compiler`.
-const COMPILER_ENV: &str = "TARK_WASMER_COMPILER";
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
@@ -40,14 +39,27 @@ Examples:
   tark-wasmer plugin list
   tark-wasmer --compiler cranelift call my-provider models
   TARK_PLUGINS_DIR=/tmp/plugins tark-wasmer plugin list --json
+  tark-wasmer bench my-provider models
+  tark-wasmer config show
+  tark-wasmer completions bash > ~/.local/share/bash-completion/completions/tark-wasmer
+
+Settings come from a flag, else the environment, else the config file
+(~/.config/tark-wasmer/config.toml, or $XDG_CONFIG_HOME/tark-wasmer/config.toml), else the
+default; `tark-wasmer config show` prints each with its source.
+
+Output: tables on a terminal (sized to its width), tab-separated lines when piped, --json
+for scripts. Exit status: 0 success, 1 failure, 2 usage error.
 
 Environment:
+  TARK_WASMER_CONFIG     config file (same as --config)
   TARK_PLUGINS_DIR       plugins directory (same as --plugins-dir)
   TARK_WASMER_COMPILER   singlepass or cranelift (same as --compiler)
   TARK_WASMER_CA_FILE    PEM file of extra trusted root certificates for plugin HTTPS/WSS
   TARK_WASMER_CACHE_DIR  compiled-artifact cache directory (same as --cache-dir)
   TARK_WASMER_CACHE_MAX_SIZE  artifact cache size limit, e.g. 512M (same as --cache-max-size)
-  RUST_LOG               log filter (default: warn; RUST_LOG=info shows plugin log lines)
+  RUST_LOG               log filter applied after -v/-q/--trace, e.g. RUST_LOG=debug (every
+                         crate, compiler internals too) or RUST_LOG=tark_wasmer::trace=trace
+                         (host calls of every plugin)
   NO_COLOR               disable colours (CLICOLOR_FORCE=1 forces them when piped)";
 
 const PLUGIN_EXAMPLES: &str = "\
@@ -94,7 +106,11 @@ Confirmation:
 const LIST_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin list
-  tark-wasmer plugin list --json";
+  tark-wasmer plugin list --json
+  tark-wasmer plugin list | cut -f1        # ids only
+
+On a terminal: a table sized to its width. Piped: one line per plugin, tab-separated
+(id, version, type, enabled|disabled, description), no header.";
 
 const INFO_EXAMPLES: &str = "\
 Examples:
@@ -104,17 +120,20 @@ Examples:
 const REMOVE_EXAMPLES: &str = "\
 Examples:
   tark-wasmer plugin remove my-plugin
-  tark-wasmer plugin remove my-plugin --json
+  tark-wasmer plugin remove my-plugin --yes --json
 
-This deletes the plugin's directory, including its data/ (storage).";
+This deletes the plugin's directory, including its data/ (storage). On a terminal you are
+asked to confirm (--yes skips the question); scripts (stdin not a terminal) are not asked.";
 
 const ENABLE_EXAMPLES: &str = "\
 Examples:
-  tark-wasmer plugin enable my-plugin";
+  tark-wasmer plugin enable my-plugin
+  tark-wasmer plugin enable my-plugin --json";
 
 const DISABLE_EXAMPLES: &str = "\
 Examples:
-  tark-wasmer plugin disable my-plugin";
+  tark-wasmer plugin disable my-plugin
+  tark-wasmer plugin disable my-plugin --json";
 
 const UPDATE_EXAMPLES: &str = "\
 Examples:
@@ -219,6 +238,24 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "COMPILER")]
     compiler: Option<CompilerArg>,
 
+    /// Config file [default: $TARK_WASMER_CONFIG, else
+    /// $XDG_CONFIG_HOME/tark-wasmer/config.toml, else ~/.config/tark-wasmer/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// More log lines on stderr: -v this crate's debug lines, -vv trace lines (host calls)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Only errors on stderr (no warnings, no plugin log lines)
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    /// Log every host call (storage, http, ws, env, fs, log) of every plugin, or of plugin
+    /// ID, with arguments truncated [also: RUST_LOG=tark_wasmer::trace=trace]
+    #[arg(long, global = true, value_name = "ID", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    trace: Option<String>,
+
     /// Directory of the compiled-artifact cache [default: $TARK_WASMER_CACHE_DIR, else
     /// e.g. ~/.cache/tark-wasmer/artifacts]
     #[arg(long, global = true, value_name = "DIR")]
@@ -261,9 +298,9 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 /// `--compiler` values (clap lists them in errors and help).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CompilerArg {
-    /// Fast compile, slower code (default).
+    /// Fast compile, slower code.
     Singlepass,
-    /// Slower compile, faster code.
+    /// Slower compile, faster code (the default).
     Cranelift,
 }
 
@@ -293,6 +330,54 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Measure a plugin function on each compiler: compile, cache load, instantiate, calls
+    #[command(after_help = bench_cmd::BENCH_EXAMPLES)]
+    Bench(bench_cmd::BenchArgs),
+    /// Show the settings in effect and where each comes from
+    #[command(after_help = CONFIG_EXAMPLES)]
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// Shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, from these definitions)
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer completions bash > ~/.local/share/bash-completion/completions/tark-wasmer
+  tark-wasmer completions zsh > ~/.zfunc/_tark-wasmer
+  tark-wasmer completions fish > ~/.config/fish/completions/tark-wasmer.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer man | man -l -
+  tark-wasmer man > ~/.local/share/man/man1/tark-wasmer.1";
+
+const CONFIG_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer config show
+  tark-wasmer --compiler singlepass config show --json
+  tark-wasmer --config ./ci.toml config show
+
+Precedence: flag > environment variable > config file > default.";
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every setting with its value and source (flag, env, file or default)
+    #[command(after_help = format!("{CONFIG_EXAMPLES}\n\n{}", config::CONFIG_EXAMPLE))]
+    Show {
+        /// Print a JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,7 +391,11 @@ enum CacheCommand {
     },
     /// Remove every cached artifact
     #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
-    Clear,
+    Clear {
+        /// Print a JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `--type` values of `plugin new`.
@@ -378,6 +467,9 @@ enum PluginCommand {
     Remove {
         /// Plugin id
         id: String,
+        /// Remove without asking for confirmation
+        #[arg(short, long)]
+        yes: bool,
         /// Print the removed plugin as JSON instead of text
         #[arg(long)]
         json: bool,
@@ -387,12 +479,18 @@ enum PluginCommand {
     Enable {
         /// Plugin id
         id: String,
+        /// Print the plugin as JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Disable a plugin (write its .disabled marker)
     #[command(after_help = DISABLE_EXAMPLES)]
     Disable {
         /// Plugin id
         id: String,
+        /// Print the plugin as JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Fetch installed plugins again from where they were installed from
     #[command(after_help = UPDATE_EXAMPLES)]
@@ -449,19 +547,20 @@ pub struct CallArgs {
 pub struct Global {
     /// Absolute plugins directory.
     pub plugins_dir: PathBuf,
-    /// Compiler from `--compiler` / `TARK_WASMER_COMPILER`, if given.
+    /// Compiler: `--compiler`, `TARK_WASMER_COMPILER`, the config file, or the default.
     pub compiler: Option<Compiler>,
-    /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size` (the library
-    /// resolves what is not given from the environment).
+    /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size`, the
+    /// environment or the config file (every part resolved).
     pub cache: CacheConfig,
-    /// Limits from `--cpu-budget`, `--time-limit`, `--memory-max`, `--no-metering`.
+    /// Limits from `--cpu-budget`, `--time-limit`, `--memory-max`, `--no-metering` or the
+    /// config file.
     pub limits: tark_wasmer::Limits,
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.verbose, cli.quiet, cli.trace.as_deref());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::FAILURE,
@@ -472,67 +571,77 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
+/// The log filter for `-v` count, `-q` and `--trace[=ID]`, before `RUST_LOG`: warnings
+/// of every crate (never the compilers' debug output) plus plugin log lines; `-v` this
+/// crate at debug, `-vv` at trace (host calls included); `-q` errors only.
+pub fn log_filter(verbose: u8, quiet: bool, trace: Option<&str>) -> String {
+    let mut filter = match (quiet, verbose) {
+        (true, _) => "error".to_string(),
+        (false, 0) => "warn,tark_wasmer::plugin=info".to_string(),
+        (false, 1) => "warn,tark_wasmer=debug".to_string(),
+        (false, _) => "warn,tark_wasmer=trace".to_string(),
+    };
+    match trace {
+        Some("") => filter.push_str(&format!(",{}=trace", tark_wasmer::TRACE_TARGET)),
+        Some(id) => filter.push_str(&format!(",{}::{id}=trace", tark_wasmer::TRACE_TARGET)),
+        None => {}
+    }
+    filter
 }
 
-/// `--compiler`, else `TARK_WASMER_COMPILER` when set and non-empty (an empty value means
-/// unset, as in the library).
-fn compiler_choice(flag: Option<CompilerArg>) -> anyhow::Result<Option<Compiler>> {
-    if let Some(c) = flag {
-        return Ok(Some(c.into()));
+fn init_logging(verbose: u8, quiet: bool, trace: Option<&str>) {
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(&log_filter(verbose, quiet, trace));
+    if let Ok(user) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&user);
     }
-    let Some(raw) = std::env::var_os(COMPILER_ENV).filter(|v| !v.is_empty()) else {
-        return Ok(None);
+    builder.format_timestamp(None).init();
+}
+
+/// The shared settings (flag > env > config file > default) as the commands use them.
+fn resolve_global(cli: &Cli) -> anyhow::Result<(Global, config::Settings)> {
+    let flags = config::Flags {
+        config: cli.config.clone(),
+        plugins_dir: cli.plugins_dir.clone(),
+        compiler: cli.compiler.map(Compiler::from),
+        cache_dir: cli.cache_dir.clone(),
+        no_cache: cli.no_cache,
+        cache_max_size: cli.cache_max_size,
+        cpu_budget: cli.cpu_budget,
+        time_limit: cli.time_limit,
+        memory_max: cli.memory_max,
+        no_metering: cli.no_metering,
     };
-    let valid = CompilerArg::value_variants()
-        .iter()
-        .filter_map(|v| v.to_possible_value())
-        .map(|v| v.get_name().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = raw.to_string_lossy();
-    CompilerArg::from_str(text.trim(), true)
-        .map(|c| Some(c.into()))
-        .map_err(|_| {
-            anyhow::anyhow!("invalid {COMPILER_ENV} value '{text}' (possible values: {valid})")
-        })
+    let settings = config::resolve(&flags)?;
+    let global = Global {
+        plugins_dir: settings.plugins_dir.0.clone(),
+        compiler: Some(settings.compiler.0),
+        cache: settings.cache(),
+        limits: settings.limits(),
+    };
+    Ok((global, settings))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let dir = resolve_plugins_dir(cli.plugins_dir);
-    let plugins_dir = std::path::absolute(&dir).unwrap_or(dir);
-    let mut limits = tark_wasmer::Limits::default();
-    if let Some(b) = cli.cpu_budget {
-        limits.cpu_budget = b;
-    }
-    if let Some(t) = cli.time_limit {
-        if !t.is_finite() || t < 0.0 {
-            anyhow::bail!(
-                "--time-limit must be a number of seconds >= 0 (0 for no limit), got {t}"
-            );
-        }
-        limits.call_time_limit = (t > 0.0).then(|| std::time::Duration::from_secs_f64(t));
-    }
-    if let Some(m) = cli.memory_max {
-        limits.memory_max = m;
-    }
-    if cli.no_metering {
-        limits.cpu_metering = false;
-    }
-    let global = Global {
-        limits,
-        plugins_dir,
-        compiler: compiler_choice(cli.compiler)?,
-        cache: CacheConfig {
-            disabled: cli.no_cache,
-            dir: cli.cache_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
-            max_bytes: cli.cache_max_size,
-        },
-    };
     let mut out = Out::stdout();
+    // Generated from the definitions: no settings needed (a bad config must not break them).
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "tark-wasmer", &mut buf);
+            out.raw(&buf)?;
+            return Ok(out.flush()?);
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut buf)?;
+            out.raw(&buf)?;
+            return Ok(out.flush()?);
+        }
+        _ => {}
+    }
+    let (global, settings) = resolve_global(&cli)?;
     match cli.command {
         Command::Plugin { command } => match command {
             PluginCommand::Add {
@@ -553,9 +662,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             PluginCommand::List { json } => plugin_cmd::list(&global, json, &mut out)?,
             PluginCommand::Info { id, json } => plugin_cmd::info(&global, &id, json, &mut out)?,
-            PluginCommand::Remove { id, json } => plugin_cmd::remove(&global, &id, json, &mut out)?,
-            PluginCommand::Enable { id } => plugin_cmd::enable(&global, &id, &mut out)?,
-            PluginCommand::Disable { id } => plugin_cmd::disable(&global, &id, &mut out)?,
+            PluginCommand::Remove { id, yes, json } => {
+                plugin_cmd::remove(&global, &id, yes, json, &mut out)?
+            }
+            PluginCommand::Enable { id, json } => plugin_cmd::enable(&global, &id, json, &mut out)?,
+            PluginCommand::Disable { id, json } => {
+                plugin_cmd::disable(&global, &id, json, &mut out)?
+            }
             PluginCommand::Update { id, all, json } => {
                 update_cmd::update(&global, id.as_deref(), all, json, &mut out)?
             }
@@ -574,10 +687,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cache { command } => match command {
             CacheCommand::Stats { json } => cache_cmd::stats(&global, json, &mut out)?,
-            CacheCommand::Clear => cache_cmd::clear(&global, &mut out)?,
+            CacheCommand::Clear { json } => cache_cmd::clear(&global, json, &mut out)?,
         },
+        Command::Bench(args) => bench_cmd::bench(&global, &args, &mut out)?,
+        Command::Config {
+            command: ConfigCommand::Show { json },
+        } => config_show(&settings, json, &mut out)?,
+        Command::Completions { .. } | Command::Man => {}
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `config show [--json]`.
+fn config_show(settings: &config::Settings, json: bool, out: &mut Out) -> anyhow::Result<()> {
+    if json {
+        out.json(&settings.to_json())?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<output::Cell>> = settings
+        .rows()
+        .into_iter()
+        .map(|(k, v, s)| {
+            vec![
+                output::Cell::plain(k),
+                output::Cell::plain(v),
+                output::Cell::plain(s.to_string()),
+            ]
+        })
+        .collect();
+    if !out.is_terminal() {
+        for line in output::tsv(&rows) {
+            out.line(line)?;
+        }
+        return Ok(());
+    }
+    let file = match &settings.file {
+        Some(p) if settings.file_found => p.display().to_string(),
+        Some(p) => format!("{} (not found)", p.display()),
+        None => "(none: no home directory)".into(),
+    };
+    out.line(format!("Config file: {}", output::printable(&file)))?;
+    for line in output::table(out, &["Setting", "Value", "Source"], &rows) {
+        out.line(line)?;
+    }
     Ok(())
 }
 
@@ -634,6 +787,22 @@ handle-webhook, handle-gateway-event, poll, send) or a raw legacy export name. E
 one parameter as JSON; an ARG that is not valid JSON is taken as a string. The result is
 printed as one line of JSON; any failure prints a message on stderr and exits 1.";
         assert_eq!(call_help(), format!("{CALL_EXAMPLES}\n{expected}"));
+    }
+
+    #[test]
+    fn log_filters_keep_compiler_internals_out() {
+        assert_eq!(log_filter(0, false, None), "warn,tark_wasmer::plugin=info");
+        assert_eq!(log_filter(1, false, None), "warn,tark_wasmer=debug");
+        assert_eq!(log_filter(3, false, None), "warn,tark_wasmer=trace");
+        assert_eq!(log_filter(0, true, None), "error");
+        assert_eq!(
+            log_filter(0, false, Some("")),
+            "warn,tark_wasmer::plugin=info,tark_wasmer::trace=trace"
+        );
+        assert_eq!(
+            log_filter(0, true, Some("p1")),
+            "error,tark_wasmer::trace::p1=trace"
+        );
     }
 
     #[test]

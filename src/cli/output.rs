@@ -1,5 +1,6 @@
 //! Terminal output for the CLI: tark's colour choices, applied only where a person is
-//! reading; rounded, aligned tables; and escaping of text that comes from plugin manifests.
+//! reading; rounded, aligned tables sized to the terminal, tab-separated lines when stdout
+//! is not a terminal (scripts); and escaping of text that comes from plugin manifests.
 
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
@@ -53,8 +54,12 @@ pub fn color_wanted() -> bool {
 pub struct Out {
     color: bool,
     quiet: bool,
+    terminal: bool,
     w: io::StdoutLock<'static>,
 }
+
+/// Width assumed for tables when the terminal does not say (and `COLUMNS` is unset).
+const DEFAULT_WIDTH: usize = 100;
 
 impl Out {
     /// Stdout with colour decided by [`color_wanted`].
@@ -62,8 +67,29 @@ impl Out {
         Out {
             color: color_wanted(),
             quiet: false,
+            terminal: io::stdout().is_terminal(),
             w: io::stdout().lock(),
         }
+    }
+
+    /// Whether a person reads stdout (a terminal): tables then; tab-separated lines for
+    /// pipes and files, so `cut -f1` works and nothing is cut.
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    /// Columns of the terminal on stdout (the tty's size, else `COLUMNS`, else 100).
+    pub fn width(&self) -> usize {
+        if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size() {
+            if w > 0 {
+                return usize::from(w);
+            }
+        }
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .filter(|&c| c > 0)
+            .unwrap_or(DEFAULT_WIDTH)
     }
 
     /// Drop the human-readable lines ([`Self::line`], [`Self::blank`], [`Self::heading`]):
@@ -114,6 +140,11 @@ impl Out {
         self.line(painted)
     }
 
+    /// Bytes as they are (generated completion scripts, man pages), printed even when quiet.
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.w.write_all(bytes)
+    }
+
     /// Flush (errors such as a closed pipe surface here rather than at exit).
     pub fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
@@ -122,11 +153,6 @@ impl Out {
 
 /// Terminal-safe text: one copy, in the library (manifest errors use it too).
 pub use tark_wasmer::manifest::{printable, printable_list};
-
-/// The first `n` characters of `s` (tark's description cut-off is in characters).
-pub fn first_chars(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
 
 /// One table cell: plain text plus an optional style, so widths are measured without
 /// escape codes.
@@ -154,10 +180,35 @@ impl Cell {
     }
 }
 
-/// A table in the style of tark's `tabled` output (rounded borders, a rule under the
-/// header), with every column padded to its widest cell. Width is counted in characters;
-/// all characters tark prints in tables are one column wide.
-pub fn table(out: &Out, headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
+/// `text` cut to `max` characters, the last one an ellipsis when anything was cut.
+pub fn ellipsize(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Rows as tab-separated lines (no header, no styling): the output for pipes. Tabs and
+/// newlines inside a cell become spaces so each row stays one line of fields.
+pub fn tsv(rows: &[Vec<Cell>]) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| c.text.replace(['\t', '\n', '\r'], " "))
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect()
+}
+
+/// Rows as plain aligned columns under a header line (no borders, no styling, nothing
+/// cut): readable in a log or a pipe, for outputs people read more than scripts parse.
+pub fn columns(headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in rows {
@@ -165,6 +216,66 @@ pub fn table(out: &Out, headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
             *w = (*w).max(width(&cell.text));
         }
     }
+    let render = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(width(c)))))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![render(headers.to_vec())];
+    for row in rows {
+        lines.push(render(row.iter().map(|c| c.text.as_str()).collect()));
+    }
+    lines
+}
+
+/// A table in the style of tark's `tabled` output (rounded borders, a rule under the
+/// header), with every column padded to its widest cell, fitted to the terminal's width
+/// ([`Out::width`]) by cutting the last column (descriptions) with an ellipsis. Width is
+/// counted in characters; all characters tark prints in tables are one column wide.
+pub fn table(out: &Out, headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
+    table_fitted(out, headers, rows, out.width())
+}
+
+/// [`table`] for an explicit total width.
+pub fn table_fitted(out: &Out, headers: &[&str], rows: &[Vec<Cell>], total: usize) -> Vec<String> {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(&cell.text));
+        }
+    }
+    // Each column takes its width plus 3 (" x │"), plus the left border.
+    let used: usize = widths.iter().map(|w| w + 3).sum::<usize>() + 1;
+    if used > total {
+        if let Some(last) = widths.last_mut() {
+            let header_min = headers.last().map_or(1, |h| width(h));
+            *last = last.saturating_sub(used - total).max(header_min);
+        }
+    }
+    let last_col = widths.len().saturating_sub(1);
+    let last_width = widths.last().copied().unwrap_or(0);
+    let rows: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == last_col {
+                        Cell {
+                            text: ellipsize(&c.text, last_width),
+                            style: c.style,
+                        }
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect()
+        })
+        .collect();
     let rule = |left: &str, mid: &str, right: &str| {
         let parts: Vec<String> = widths
             .iter()
@@ -189,11 +300,29 @@ pub fn table(out: &Out, headers: &[&str], rows: &[Vec<Cell>]) -> Vec<String> {
         &mut headers.iter().map(|h| (h.to_string(), None)),
     ));
     lines.push(rule("├", "┼", "┤"));
-    for row in rows {
+    for row in &rows {
         lines.push(render_row(
             &mut row.iter().map(|c| (c.text.clone(), c.style)),
         ));
     }
     lines.push(rule("╰", "┴", "╯"));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ellipsis_only_when_cut() {
+        assert_eq!(ellipsize("abcdef", 6), "abcdef");
+        assert_eq!(ellipsize("abcdef", 4), "abc…");
+        assert_eq!(ellipsize("abcdef", 0), "");
+    }
+
+    #[test]
+    fn tsv_keeps_one_line_per_row() {
+        let rows = vec![vec![Cell::plain("a"), Cell::plain("b c")]];
+        assert_eq!(tsv(&rows), vec!["a\tb c".to_string()]);
+    }
 }

@@ -13,11 +13,8 @@ use tark_wasmer::manifest::{PluginManifest, MANIFEST_FILE};
 use tark_wasmer::registry::{InstallSource, InstalledPlugin, PluginRegistry, RegistryError};
 use tark_wasmer::AbiKind;
 
-use super::output::{first_chars, printable, printable_list, table, Cell, Out, Style};
+use super::output::{printable, printable_list, table, tsv, Cell, Out, Style};
 use super::Global;
-
-/// How many characters of the description `plugin list` shows (tark's cut-off).
-const LIST_DESCRIPTION_CHARS: usize = 40;
 
 fn scanned_registry(global: &Global) -> anyhow::Result<PluginRegistry> {
     let mut registry = PluginRegistry::new(&global.plugins_dir);
@@ -355,6 +352,9 @@ pub fn list(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()>
         out.line(serde_json::to_string_pretty(&items)?)?;
         return Ok(());
     }
+    if !out.is_terminal() {
+        return list_plain(&registry, out);
+    }
     out.heading("=== Installed Plugins ===")?;
     out.blank()?;
     if plugins.is_empty() {
@@ -376,10 +376,7 @@ pub fn list(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()>
                     Cell::plain(p.manifest.version()),
                     Cell::plain(p.plugin_type().as_str()),
                     status,
-                    Cell::plain(first_chars(
-                        &printable(&p.manifest.plugin.description),
-                        LIST_DESCRIPTION_CHARS,
-                    )),
+                    Cell::plain(&p.manifest.plugin.description),
                 ]
             })
             .collect();
@@ -405,6 +402,36 @@ pub fn list(global: &Global, as_json: bool, out: &mut Out) -> anyhow::Result<()>
         "Plugins directory: {}",
         global.plugins_dir.display()
     ))?;
+    Ok(())
+}
+
+/// `plugin list` into a pipe: one tab-separated line per plugin (id, version, type,
+/// enabled|disabled, description), nothing else on stdout; plugins that failed to load
+/// are reported on stderr.
+fn list_plain(registry: &PluginRegistry, out: &mut Out) -> anyhow::Result<()> {
+    let rows: Vec<Vec<Cell>> = registry
+        .list()
+        .iter()
+        .map(|p| {
+            vec![
+                Cell::plain(&p.id),
+                Cell::plain(p.manifest.version()),
+                Cell::plain(p.plugin_type().as_str()),
+                Cell::plain(if p.enabled { "enabled" } else { "disabled" }),
+                Cell::plain(&p.manifest.plugin.description),
+            ]
+        })
+        .collect();
+    for line in tsv(&rows) {
+        out.line(line)?;
+    }
+    for e in registry.load_errors() {
+        eprintln!(
+            "Plugin at {} failed to load: {}",
+            printable(&e.dir.to_string_lossy()),
+            printable(e.message.lines().next().unwrap_or(""))
+        );
+    }
     Ok(())
 }
 
@@ -672,13 +699,35 @@ fn info_json(p: &InstalledPlugin) -> anyhow::Result<Value> {
     Ok(Value::Object(m))
 }
 
-/// `plugin remove <ID>`.
-pub fn remove(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
-    out.set_quiet(as_json);
-    out.heading("=== Uninstalling Plugin ===")?;
-    out.blank()?;
+/// `plugin remove <ID> [--yes] [--json]`: asks on a terminal (like `add`), then deletes
+/// the plugin's directory.
+pub fn remove(
+    global: &Global,
+    id: &str,
+    yes: bool,
+    as_json: bool,
+    out: &mut Out,
+) -> anyhow::Result<()> {
     let mut registry = scanned_registry(global)?;
-    lookup(&registry, id)?;
+    let p = lookup(&registry, id)?;
+    if !yes {
+        let data = p.data_dir();
+        let context = vec![format!(
+            "Plugin {} v{} ({}) at {}{}",
+            printable(&p.id),
+            printable(p.manifest.version()),
+            p.plugin_type(),
+            printable(&p.dir.to_string_lossy()),
+            if data.is_dir() {
+                ", including its data/ (storage)"
+            } else {
+                ""
+            }
+        )];
+        if !confirm(&format!("Remove plugin '{}'?", printable(id)), &context)? {
+            bail!("Removal cancelled: nothing was removed (pass --yes to remove without asking)");
+        }
+    }
     let removed = registry.remove(id)?;
     if as_json {
         let mut m = summary_json(&removed);
@@ -687,34 +736,53 @@ pub fn remove(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow
         return Ok(());
     }
     out.line(format!(
-        "✅ Successfully uninstalled plugin: {}",
+        "✅ Removed plugin: {}",
         out.paint(printable(removed.id()), Style::Green)
     ))?;
     Ok(())
 }
 
-/// `plugin enable <ID>`.
-pub fn enable(global: &Global, id: &str, out: &mut Out) -> anyhow::Result<()> {
+/// `plugin enable|disable <ID> [--json]`: the plugin's summary with its new state as JSON.
+fn toggle(
+    global: &Global,
+    id: &str,
+    enable: bool,
+    as_json: bool,
+    out: &mut Out,
+) -> anyhow::Result<()> {
     let mut registry = scanned_registry(global)?;
     lookup(&registry, id)?;
-    registry.enable(id)?;
+    if enable {
+        registry.enable(id)?;
+    } else {
+        registry.disable(id)?;
+    }
+    if as_json {
+        let again = scanned_registry(global)?;
+        let p = lookup(&again, id)?;
+        out.json(&Value::Object(summary_json(p)))?;
+        return Ok(());
+    }
+    let (verb, style) = if enable {
+        ("Enabled", Style::Green)
+    } else {
+        ("Disabled", Style::Yellow)
+    };
     out.line(format!(
-        "✅ Enabled plugin: {}",
-        out.paint(printable(id), Style::Green)
+        "✅ {verb} plugin: {}",
+        out.paint(printable(id), style)
     ))?;
     Ok(())
 }
 
-/// `plugin disable <ID>`.
-pub fn disable(global: &Global, id: &str, out: &mut Out) -> anyhow::Result<()> {
-    let mut registry = scanned_registry(global)?;
-    lookup(&registry, id)?;
-    registry.disable(id)?;
-    out.line(format!(
-        "✅ Disabled plugin: {}",
-        out.paint(printable(id), Style::Yellow)
-    ))?;
-    Ok(())
+/// `plugin enable <ID> [--json]`.
+pub fn enable(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
+    toggle(global, id, true, as_json, out)
+}
+
+/// `plugin disable <ID> [--json]`.
+pub fn disable(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
+    toggle(global, id, false, as_json, out)
 }
 
 #[cfg(test)]

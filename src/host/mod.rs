@@ -127,6 +127,24 @@ pub fn next_owner_id() -> OwnerId {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Log target of host-call tracing: one trace line per host call, under
+/// `tark_wasmer::trace::<plugin id>`, so `RUST_LOG=tark_wasmer::trace=trace` traces every
+/// plugin and `RUST_LOG=tark_wasmer::trace::my-plugin=trace` one (the CLI's `--trace`).
+pub const TRACE_TARGET: &str = "tark_wasmer::trace";
+
+/// Longest argument or result text a trace line shows (in characters).
+const TRACE_ARG_CHARS: usize = 80;
+
+/// `text` quoted and cut to [`TRACE_ARG_CHARS`] characters (`...+N` says how many more).
+fn trace_text(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= TRACE_ARG_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(TRACE_ARG_CHARS).collect();
+    format!("{head:?}...+{}", n - TRACE_ARG_CHARS)
+}
+
 /// Everything one plugin may reach, shared by all of its instances.
 pub struct PluginContext {
     /// Plugin id (manifest name), used as the log prefix.
@@ -175,6 +193,27 @@ impl PluginContext {
         &self.data_dir
     }
 
+    /// One trace line for host call `call(args)` and its outcome (texts truncated);
+    /// nothing is formatted unless tracing is on for this plugin.
+    fn trace<T, E: std::fmt::Display>(
+        &self,
+        call: &str,
+        args: &[&str],
+        result: Result<T, E>,
+        show: impl Fn(&T) -> String,
+    ) -> Result<T, E> {
+        let target = format!("{TRACE_TARGET}::{}", self.plugin_id);
+        if ::log::log_enabled!(target: target.as_str(), ::log::Level::Trace) {
+            let args: Vec<String> = args.iter().map(|a| trace_text(a)).collect();
+            let outcome = match &result {
+                Ok(v) => format!("ok {}", show(v)),
+                Err(e) => format!("error {}", trace_text(&e.to_string())),
+            };
+            ::log::trace!(target: target.as_str(), "[plugin:{}] {call}({}) -> {outcome}", self.plugin_id, args.join(", "));
+        }
+        result
+    }
+
     fn note_storage_use(&self) {
         if !self.storage_declared && !self.storage_warned.swap(true, Ordering::Relaxed) {
             ::log::warn!(
@@ -187,27 +226,36 @@ impl PluginContext {
     /// `storage.get`: the value, or None when absent.
     pub fn storage_get(&self, key: &str) -> Result<Option<String>, StorageError> {
         self.note_storage_use();
-        self.storage.get(key, self.limits.storage_value_max)
+        let r = self.storage.get(key, self.limits.storage_value_max);
+        self.trace("storage.get", &[key], r, |v| match v {
+            Some(v) => trace_text(v),
+            None => "none".into(),
+        })
     }
 
     /// `storage.set`: persisted atomically before returning.
     pub fn storage_set(&self, key: &str, value: &str) -> Result<(), StorageError> {
         self.note_storage_use();
         ::log::debug!("[plugin:{}] storage.set({key}, ...)", self.plugin_id);
-        self.storage.set(key, value)
+        let r = self.storage.set(key, value);
+        self.trace("storage.set", &[key, value], r, |_| String::new())
     }
 
     /// `storage.delete`: persisted atomically; absent keys are fine.
     pub fn storage_delete(&self, key: &str) -> Result<(), StorageError> {
         self.note_storage_use();
         ::log::debug!("[plugin:{}] storage.delete({key})", self.plugin_id);
-        self.storage.delete(key)
+        let r = self.storage.delete(key);
+        self.trace("storage.delete", &[key], r, |_| String::new())
     }
 
     /// `storage.list-keys`, sorted.
     pub fn storage_list_keys(&self) -> Result<Vec<String>, StorageError> {
         self.note_storage_use();
-        self.storage.list_keys()
+        let r = self.storage.list_keys();
+        self.trace("storage.list-keys", &[], r, |keys| {
+            format!("{} keys", keys.len())
+        })
     }
 
     /// `http.get` / `http.post`, allowlist and redirect hops checked, body bounded.
@@ -218,7 +266,11 @@ impl PluginContext {
         headers: &[(String, String)],
         body: Option<&str>,
     ) -> Result<HttpResponse, HttpError> {
-        self.services.http.request(self, method, url, headers, body)
+        let r = self.services.http.request(self, method, url, headers, body);
+        let call = format!("http.{method:?}").to_lowercase();
+        self.trace(&call, &[url, body.unwrap_or("")], r, |resp| {
+            format!("status {}, {} bytes", resp.status, resp.body.len())
+        })
     }
 
     /// `ws.connect`: a new handle owned by `owner`.
@@ -228,12 +280,16 @@ impl PluginContext {
         url: &str,
         headers: &[(String, String)],
     ) -> Result<u64, WsError> {
-        self.services.ws.connect(self, owner, url, headers)
+        let r = self.services.ws.connect(self, owner, url, headers);
+        self.trace("ws.connect", &[url], r, |h| format!("handle {h}"))
     }
 
     /// `ws.send` on a handle owned by `owner`.
     pub fn ws_send(&self, owner: OwnerId, handle: u64, text: &str) -> Result<(), WsError> {
-        self.services.ws.send(owner, handle, text)
+        let r = self.services.ws.send(owner, handle, text);
+        self.trace("ws.send", &[&handle.to_string(), text], r, |_| {
+            String::new()
+        })
     }
 
     /// `ws.recv` on a handle owned by `owner`; waits at most `timeout` (capped).
@@ -261,12 +317,19 @@ impl PluginContext {
 
     /// `env.get`: None when unset; error when denied or too large.
     pub fn env_get(&self, name: &str) -> Result<Option<String>, EnvError> {
-        env::get(self, name)
+        let r = env::get(self, name);
+        self.trace("env.get", &[name], r, |v| match v {
+            Some(_) => "set (value not shown)".into(),
+            None => "unset".into(),
+        })
     }
 
     /// `fs.read`: the file's text.
     pub fn fs_read(&self, path: &str) -> Result<String, FsError> {
-        fs::read(self, path)
+        let r = fs::read(self, path);
+        self.trace("fs.read", &[path], r, |text| {
+            format!("{} bytes", text.len())
+        })
     }
 
     /// `log.*` and captured guest output, prefixed with the plugin id.
