@@ -263,7 +263,7 @@ impl WasmEngine {
     /// fingerprints must produce interchangeable artifacts.
     ///
     /// Today: the compiler and the metering scheme, e.g.
-    /// `singlepass;metering=region3/170/1000/60000/3000000:5000000000000` or
+    /// `singlepass;metering=region3/200/2300/400000/6000000:5000000000000` or
     /// `cranelift;metering=off:region3/...` (the
     /// deadline's charge points are compiled in even without metering). The memory
     /// limit is not part of it: it lives in per-store tunables whose memory style (the
