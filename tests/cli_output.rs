@@ -372,7 +372,7 @@ fn config_precedence_is_flag_env_file_default() {
     fs::create_dir_all(file.parent().unwrap()).unwrap();
     fs::write(
         &file,
-        "compiler = \"singlepass\"\n\n[cache]\nmax_size = \"64M\"\n\n[limits]\ncpu_budget = 12345\ntime_limit = 7.5\nmetering = false\n",
+        "compiler = \"singlepass\"\n\n[cache]\nmax_size = \"64M\"\n\n[limits]\ncpu_seconds = 2.5\ntime_limit = 7.5\nmetering = false\n",
     )
     .unwrap();
 
@@ -385,8 +385,8 @@ fn config_precedence_is_flag_env_file_default() {
     );
     assert_eq!(setting(&v, "cache.max_size").0, &Value::from(64u64 << 20));
     assert_eq!(
-        setting(&v, "limits.cpu_budget"),
-        (&Value::from(12345), "file".into())
+        setting(&v, "limits.cpu_seconds"),
+        (&Value::from(2.5), "file".into())
     );
     assert_eq!(setting(&v, "limits.time_limit").0, &Value::from(7.5));
     assert_eq!(setting(&v, "limits.metering").0, &Value::from(false));
@@ -414,8 +414,8 @@ fn config_precedence_is_flag_env_file_default() {
     cmd.env("TARK_WASMER_COMPILER", "cranelift").args([
         "--compiler",
         "singlepass",
-        "--cpu-budget",
-        "99",
+        "--cpu-seconds",
+        "9",
         "config",
         "show",
         "--json",
@@ -426,8 +426,8 @@ fn config_precedence_is_flag_env_file_default() {
         (&Value::from("singlepass"), "flag --compiler".into())
     );
     assert_eq!(
-        setting(&v, "limits.cpu_budget"),
-        (&Value::from(99), "flag --cpu-budget".into())
+        setting(&v, "limits.cpu_seconds"),
+        (&Value::from(9.0), "flag --cpu-seconds".into())
     );
 
     // --config names another file; the text form says where each value came from.
@@ -485,11 +485,11 @@ fn bad_config_files_name_the_file_the_key_and_the_fix() {
         &["unknown key `compiller`", "did you mean `compiler`?"],
     );
     check(
-        "[limits]\ncpu_budget = \"lots\"\n",
+        "[limits]\ncpu_seconds = \"lots\"\n",
         &[
-            "key `limits.cpu_budget`",
+            "key `limits.cpu_seconds`",
             "\"lots\"",
-            "Fix: set `cpu_budget` under [limits] to a whole number",
+            "Fix: set `cpu_seconds` under [limits] to seconds of guest CPU",
         ],
     );
     check(

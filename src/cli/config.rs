@@ -31,7 +31,7 @@ Config file (every key optional):
   dir = \"~/.cache/tark-wasmer/artifacts\"
   max_size = \"512M\"
   [limits]
-  cpu_budget = 200000000000       # metering points per call
+  cpu_seconds = 5                 # seconds of guest CPU per call
   time_limit = 120                # seconds per call, 0 for none
   memory_max = \"256M\"
   metering = true";
@@ -76,8 +76,8 @@ pub struct Flags {
     pub no_cache: bool,
     /// `--cache-max-size`.
     pub cache_max_size: Option<u64>,
-    /// `--cpu-budget`.
-    pub cpu_budget: Option<u64>,
+    /// `--cpu-seconds`.
+    pub cpu_seconds: Option<f64>,
     /// `--time-limit` (seconds).
     pub time_limit: Option<f64>,
     /// `--memory-max`.
@@ -103,8 +103,8 @@ pub struct Settings {
     pub cache_dir: (Option<PathBuf>, Source),
     /// Artifact cache size limit in bytes.
     pub cache_max_size: (u64, Source),
-    /// CPU budget per call in metering points.
-    pub cpu_budget: (u64, Source),
+    /// CPU budget per call (seconds of guest execution).
+    pub cpu_time: (Duration, Source),
     /// Wall-clock limit per call (None: no limit).
     pub time_limit: (Option<Duration>, Source),
     /// Linear memory cap in bytes.
@@ -127,7 +127,7 @@ impl Settings {
     /// The library's limits (defaults for what the settings do not cover).
     pub fn limits(&self) -> Limits {
         Limits {
-            cpu_budget: self.cpu_budget.0,
+            cpu_time: self.cpu_time.0,
             call_time_limit: self.time_limit.0,
             memory_max: self.memory_max.0,
             cpu_metering: self.metering.0,
@@ -165,9 +165,9 @@ impl Settings {
                 &self.cache_max_size.1,
             ),
             (
-                "limits.cpu_budget",
-                self.cpu_budget.0.to_string(),
-                &self.cpu_budget.1,
+                "limits.cpu_seconds",
+                format_secs(self.cpu_time.0),
+                &self.cpu_time.1,
             ),
             (
                 "limits.time_limit",
@@ -228,9 +228,9 @@ impl Settings {
             &self.cache_max_size.1,
         );
         put(
-            "limits.cpu_budget",
-            json!(self.cpu_budget.0),
-            &self.cpu_budget.1,
+            "limits.cpu_seconds",
+            json!(self.cpu_time.0.as_secs_f64()),
+            &self.cpu_time.1,
         );
         put(
             "limits.time_limit",
@@ -262,8 +262,8 @@ const KEYS: &[(&str, &str)] = &[
         "a size such as \"512M\" or \"2G\" (or a number of bytes)",
     ),
     (
-        "limits.cpu_budget",
-        "a whole number of metering points, e.g. 200000000000",
+        "limits.cpu_seconds",
+        "seconds of guest CPU per call as a number > 0, e.g. 5",
     ),
     (
         "limits.time_limit",
@@ -537,13 +537,28 @@ pub fn resolve(flags: &Flags) -> anyhow::Result<Settings> {
 
     // limits
     let defaults = Limits::default();
-    let cpu_budget = if let Some(b) = flags.cpu_budget {
-        (b, Source::Flag("--cpu-budget"))
+    let cpu_secs = |t: f64, what: &str| -> anyhow::Result<Duration> {
+        if !t.is_finite() || t <= 0.0 {
+            bail!("{what} must be a number of seconds > 0, got {t}");
+        }
+        Duration::try_from_secs_f64(t).map_err(|e| anyhow!("{what} {t}: {e}"))
+    };
+    let cpu_time = if let Some(t) = flags.cpu_seconds {
+        (cpu_secs(t, "--cpu-seconds")?, Source::Flag("--cpu-seconds"))
     } else {
-        match from_file("limits.cpu_budget") {
-            Some((toml::Value::Integer(n), src)) if *n > 0 => (*n as u64, src),
-            Some((other, _)) => return Err(bad("limits.cpu_budget", other)),
-            None => (defaults.cpu_budget, Source::Default),
+        match from_file("limits.cpu_seconds") {
+            Some((v @ (toml::Value::Integer(_) | toml::Value::Float(_)), src)) => {
+                let t = match v {
+                    toml::Value::Integer(n) => *n as f64,
+                    toml::Value::Float(f) => *f,
+                    _ => -1.0,
+                };
+                let d = cpu_secs(t, "limits.cpu_seconds")
+                    .map_err(|_| bad("limits.cpu_seconds", v))?;
+                (d, src)
+            }
+            Some((other, _)) => return Err(bad("limits.cpu_seconds", other)),
+            None => (defaults.cpu_time, Source::Default),
         }
     };
     let seconds = |t: f64, what: &str| -> anyhow::Result<Option<Duration>> {
@@ -592,7 +607,7 @@ pub fn resolve(flags: &Flags) -> anyhow::Result<Settings> {
         cache_enabled,
         cache_dir,
         cache_max_size,
-        cpu_budget,
+        cpu_time,
         time_limit,
         memory_max,
         metering,
@@ -606,8 +621,8 @@ mod tests {
     #[test]
     fn suggestions_for_misspelled_keys() {
         assert_eq!(did_you_mean("compiller"), Some("compiler"));
-        assert_eq!(did_you_mean("limits.cpu_budgt"), Some("limits.cpu_budget"));
-        assert_eq!(did_you_mean("cpu_budget"), Some("limits.cpu_budget"));
+        assert_eq!(did_you_mean("limits.cpu_secnds"), Some("limits.cpu_seconds"));
+        assert_eq!(did_you_mean("cpu_seconds"), Some("limits.cpu_seconds"));
         assert_eq!(did_you_mean("zzzzzzzzzzzz"), None);
     }
 

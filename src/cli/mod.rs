@@ -270,10 +270,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     cache_max_size: Option<u64>,
 
-    /// CPU budget of one plugin call in metering points (about one per wasm operator)
-    /// [default: 200000000000, about 30 s]
-    #[arg(long, global = true, value_name = "POINTS")]
-    cpu_budget: Option<u64>,
+    /// CPU budget of one plugin call in seconds of guest execution [default: 5]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    cpu_seconds: Option<f64>,
 
     /// Wall-clock limit of one plugin call in seconds, 0 for none [default: 120]
     #[arg(long, global = true, value_name = "SECONDS")]
@@ -552,7 +551,7 @@ pub struct Global {
     /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size`, the
     /// environment or the config file (every part resolved).
     pub cache: CacheConfig,
-    /// Limits from `--cpu-budget`, `--time-limit`, `--memory-max`, `--no-metering` or the
+    /// Limits from `--cpu-seconds`, `--time-limit`, `--memory-max`, `--no-metering` or the
     /// config file.
     pub limits: tark_wasmer::Limits,
 }
@@ -607,7 +606,7 @@ fn resolve_global(cli: &Cli) -> anyhow::Result<(Global, config::Settings)> {
         cache_dir: cli.cache_dir.clone(),
         no_cache: cli.no_cache,
         cache_max_size: cli.cache_max_size,
-        cpu_budget: cli.cpu_budget,
+        cpu_seconds: cli.cpu_seconds,
         time_limit: cli.time_limit,
         memory_max: cli.memory_max,
         no_metering: cli.no_metering,
