@@ -69,6 +69,7 @@ Examples:
   tark-wasmer plugin add https://github.com/me/plugins.git --branch dev --path auth/gemini
   tark-wasmer plugin add https://github.com/me/plugins.git#v1.2.0 -p auth/gemini
   tark-wasmer plugin add /srv/git/plugins.git#main --json --yes
+  tark-wasmer plugin add ./my-plugin --link        # a rebuild is picked up
 
 Sources:
   A path (an existing one, or one starting with /, ./, ../ or ~) is a local directory: it
@@ -89,7 +90,19 @@ Confirmation:
   The plugin's capabilities are shown before installing. When stdin is a terminal you are
   asked to confirm (--yes skips the question); when stdin is not a terminal (scripts, CI)
   the plugin is installed without asking, as tark does. Nothing is left behind when the
-  clone, the checks or the copy fail.";
+  clone, the checks or the copy fail.
+
+Checks:
+  The checks of `plugin check` run first (with the selected compiler); a plugin with
+  errors (not a wasm module, exports or world not matching its type, manifest errors, ...)
+  is refused with the list of what is wrong, and nothing is installed.
+
+Links:
+  --link (or --dev) installs a local directory by reference: the plugins directory gets a
+  symbolic link <plugins>/<id> -> the directory, so every rebuild of the module is what
+  the next call (and tark) loads. tark follows the link like any plugin directory; the
+  plugin's data/ and .disabled live in the linked directory; no .install.json is written,
+  so `plugin update` skips it; `plugin remove` deletes only the link.";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -402,6 +415,10 @@ enum PluginCommand {
         /// Install without asking for confirmation
         #[arg(short, long)]
         yes: bool,
+        /// Link a local plugin directory instead of copying it: a rebuild is picked up
+        /// without `plugin update` (see "Links" below)
+        #[arg(long, visible_alias = "dev", conflicts_with_all = ["branch"])]
+        link: bool,
         /// Print the installed plugin as JSON instead of text
         #[arg(long)]
         json: bool,
@@ -611,6 +628,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 branch,
                 path,
                 yes,
+                link,
                 json,
             } => {
                 let req = plugin_cmd::AddRequest {
@@ -618,6 +636,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     branch,
                     path,
                     yes,
+                    link,
                     json,
                 };
                 plugin_cmd::add(&global, &req, &mut out)?

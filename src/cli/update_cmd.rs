@@ -79,13 +79,23 @@ fn fetch(source: &InstallSource) -> anyhow::Result<Fetched> {
 }
 
 /// Update one plugin; the version before and after.
-fn update_one(registry: &mut PluginRegistry, id: &str) -> anyhow::Result<(String, String)> {
+fn update_one(
+    global: &Global,
+    registry: &mut PluginRegistry,
+    id: &str,
+) -> anyhow::Result<(String, String)> {
     let plugin = registry
         .get(id)
         .ok_or_else(|| RegistryError::NotFound { id: id.to_string() })?;
     let before = plugin.manifest.version().to_string();
     let source = plugin.install_source()?.clone();
     let fetched = fetch(&source)?;
+    super::check_cmd::gate(
+        global,
+        &fetched.dir,
+        &fetched.dir.to_string_lossy(),
+        super::check_cmd::Gate::Update,
+    )?;
     let updated = registry.update_from_dir(id, &fetched.dir)?;
     let after = updated.manifest.version().to_string();
     // A relative local path (tark's record) becomes absolute, so the next update works
@@ -135,7 +145,7 @@ pub fn update(
                 describe(source)
             ))?;
             out.flush()?;
-            let (before, after) = update_one(&mut registry, id)?;
+            let (before, after) = update_one(global, &mut registry, id)?;
             if as_json {
                 out.json(&json!({
                     "updated": [{"id": id, "version_before": before, "version": after}],
@@ -174,7 +184,7 @@ pub fn update(
             describe(&source)
         ))?;
         out.flush()?;
-        match update_one(&mut registry, &id) {
+        match update_one(global, &mut registry, &id) {
             Ok((before, after)) => {
                 out.line(format!(
                     "✅ Updated {}",
