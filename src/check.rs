@@ -163,8 +163,7 @@ fn analyze_with(dir: &Path, compilers: &[Compiler], primary: Compiler) -> Report
         Ok(f) => r.features = f,
         Err(e) => {
             r.errors.push(format!(
-                "Invalid wasm module {}: {}",
-                wasm_path.display(),
+                "Invalid wasm module: {}",
                 module_error_line(&bytes, &e)
             ));
             return r;
@@ -515,8 +514,10 @@ pub struct ExportedFunction {
 
 /// Exports that are plumbing, not functions a user calls.
 fn is_plumbing(name: &str) -> bool {
-    matches!(name, "alloc" | "dealloc" | "cabi_realloc" | "_initialize" | "_start")
-        || name.starts_with("cabi_post_")
+    matches!(
+        name,
+        "alloc" | "dealloc" | "cabi_realloc" | "_initialize" | "_start"
+    ) || name.starts_with("cabi_post_")
         || name.starts_with("__")
 }
 

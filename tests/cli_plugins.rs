@@ -38,6 +38,18 @@ struct Run {
 }
 
 impl Run {
+    /// The plugin answered `err`: exit 3, the `{"err": ...}` on stdout.
+    fn plugin_err(self) -> Self {
+        assert_eq!(
+            self.code,
+            Some(3),
+            "expected exit 3\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     fn ok(self) -> Self {
         assert_eq!(
             self.code,
@@ -58,7 +70,7 @@ impl Run {
             self.stdout,
             self.stderr
         );
-        if self.code == Some(3) {
+        if self.code == Some(3) && !self.stdout.is_empty() {
             assert!(self.json().get("err").is_some(), "{}", self.stdout);
         } else {
             assert!(self.stdout.is_empty(), "stdout on failure: {}", self.stdout);
@@ -764,7 +776,7 @@ fn legacy_channel_every_function() {
 
         polled.push((compiler, channel_common(&cli, LC, &http, &wss)));
 
-        // Legacy failures exit 1.
+        // Legacy failures exit non-zero (3: the plugin failed).
         cli.expect_failure(LC, "poll", &[], "not configured");
         let r = cli.expect_failure(
             LC,
@@ -817,11 +829,11 @@ fn chat_channel_every_function() {
 
         polled.push((compiler, channel_common(&cli, CC, &http, &wss)));
 
-        // Canonical err results are printed as values.
+        // Canonical err results are printed as values (and exit 3).
         cli.expect(CC, "poll", &[], json!({"err": "not configured"}));
         let r = cli
             .call(CC, "auth-init", &[r#"{"gateway_url":"wss://x/"}"#])
-            .ok();
+            .plugin_err();
         let err = r.json()["err"]
             .as_str()
             .map(str::to_string)
@@ -843,7 +855,7 @@ fn chat_channel_every_function() {
             json!({"ok": null}),
         );
         let before = wss.connections().len();
-        let v = cli.call(CC, "poll", &[]).ok().json();
+        let v = cli.call(CC, "poll", &[]).plugin_err().json();
         let err = v["err"].as_str().unwrap_or_default();
         assert!(
             err.starts_with("ws.connect failed: WebSocket host not allowed"),

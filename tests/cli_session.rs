@@ -74,10 +74,7 @@ impl Cli {
         let data = root.path().join("xdg-data");
         Cli {
             envs: vec![
-                (
-                    "XDG_DATA_HOME".into(),
-                    data.to_str().expect("utf-8").into(),
-                ),
+                ("XDG_DATA_HOME".into(), data.to_str().expect("utf-8").into()),
                 (
                     "TARK_WASMER_CACHE_DIR".into(),
                     root.path().join("cache").to_str().expect("utf-8").into(),
@@ -141,8 +138,10 @@ impl Cli {
     fn trust(&mut self, wss: &WssTestServer) {
         let path = self.root.path().join("ca.pem");
         std::fs::write(&path, wss.ca_pem()).expect("write CA");
-        self.envs
-            .push(("TARK_WASMER_CA_FILE".into(), path.to_str().expect("utf-8").into()));
+        self.envs.push((
+            "TARK_WASMER_CA_FILE".into(),
+            path.to_str().expect("utf-8").into(),
+        ));
     }
 }
 
@@ -198,7 +197,7 @@ fn exit_codes_follow_one_rule_for_both_abis() {
     // Malformed JSON is an error unless the parameter is a string.
     cli.run(&["call", "legacy-provider", "chat", "[{\"role\":\"user\",", "m"])
         .code(2)
-        .stderr_has("argument 1 (messages) of 'chat': invalid JSON at line 1 column 17: EOF while parsing an object; expected list<message>");
+        .stderr_has("argument 1 (messages) of 'chat': invalid JSON at line 1 column 16: EOF while parsing a value; expected list<message>");
     cli.run(&[
         "call",
         "legacy-provider",
@@ -207,9 +206,10 @@ fn exit_codes_follow_one_rule_for_both_abis() {
         "m",
     ])
     .code(2)
-    .stderr_has("messages[1].role: unknown case \"robot\"; expected enum { system, user, assistant, tool }");
-    cli.run(&["call", "sdk-auth", "poll", "{not json"])
-        .code(0);
+    .stderr_has(
+        "messages[1].role: unknown case \"robot\"; expected enum { system, user, assistant, tool }",
+    );
+    cli.run(&["call", "sdk-auth", "poll", "{not json"]).code(0);
     // Host and limit failures exit 4.
     let msgs = r#"[{"role":"user","content":"x"}]"#;
     cli.run(&["call", "legacy-provider", "chat", msgs, "panic"])
@@ -286,7 +286,10 @@ fn a_session_keeps_one_instance_and_streams_chunks() {
         .iter()
         .filter_map(|c| c["ok"]["text"].as_str())
         .collect();
-    assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["echo:", "hello", "there"]);
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        ["echo:", "hello", "there"]
+    );
     let last = chunks.last().expect("a chunk");
     assert_eq!(last["ok"]["done"], json!(true));
     assert!(chunks[..chunks.len() - 1]
@@ -350,9 +353,15 @@ fn repl_reads_json_lines_and_interactive_lines() {
         "info\nchat-stream-start '{}' test-model\nchat-stream-poll 1\nfunctions\nquit\ninfo\n",
         messages()
     );
-    let r = cli.run_with_input(&["repl", "openai-provider"], &input).code(0);
+    let r = cli
+        .run_with_input(&["repl", "openai-provider"], &input)
+        .code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines[0].starts_with("{\"id\":\"openai-provider\""), "{}", r.stdout);
+    assert!(
+        lines[0].starts_with("{\"id\":\"openai-provider\""),
+        "{}",
+        r.stdout
+    );
     assert_eq!(lines[1], "{\"ok\":1}", "{}", r.stdout);
     assert!(lines[2].starts_with("{\"ok\":{\"text\":"), "{}", r.stdout);
     assert!(
@@ -395,12 +404,15 @@ fn repl_on_a_terminal_prompts_and_keeps_going_after_errors() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"display-name\nnope\nget-token\ndisplay-name\nquit\n")
+        .write_all(b"display-name\nget-tokn\nget-token\ndisplay-name\nquit\n")
         .expect("write");
     let out = child.wait_with_output().expect("wait");
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("tark-wasmer repl: plugin sdk-auth (canonical ABI)"), "{text}");
+    assert!(
+        text.contains("tark-wasmer repl: plugin sdk-auth (canonical ABI)"),
+        "{text}"
+    );
     assert!(text.contains("sdk-auth> "), "{text}");
     assert!(text.contains("Did you mean"), "{text}");
     assert!(text.contains("{\"err\":\"Not authenticated\"}"), "{text}");
@@ -473,4 +485,213 @@ fn call_path_runs_a_plugin_directory_that_is_not_installed() {
     cli.run(&["call", "./src", "info"])
         .code(1)
         .stderr_has("plugin.toml");
+    // A module that is not wasm: one line, no dump of bytes, exit 4.
+    let junk = cli.root.path().join("junk");
+    std::fs::create_dir_all(&junk).expect("mkdir");
+    write(
+        &junk.join("plugin.toml"),
+        b"[plugin]\nname = \"junk\"\nversion = \"0.1.0\"\ntype = \"tool\"\n",
+    );
+    write(&junk.join("plugin.wasm"), b"PK\x03\x04 a zip file");
+    let r = cli.run(&["call", "./junk", "get-tools"]).code(4).stderr_has(
+        "Failed to load plugin 'junk': not a WebAssembly module: it starts with \"PK\\x03\\x04 a z\"",
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// The author loop: installs that check, links, discovery
+// ---------------------------------------------------------------------------------------
+
+fn write(path: &Path, text: &[u8]) {
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn add_and_update_refuse_plugins_with_check_errors() {
+    let cli = Cli::new();
+    // Not a wasm file: refused, one line, nothing installed.
+    let bad = cli.root.path().join("bad");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    write(
+        &bad.join("plugin.toml"),
+        b"[plugin]\nname = \"bad\"\nversion = \"0.1.0\"\ntype = \"tool\"\n",
+    );
+    write(&bad.join("plugin.wasm"), b"#!/bin/sh\necho not wasm\n");
+    let r = cli
+        .run(&["plugin", "add", bad.to_str().expect("utf-8"), "--yes"])
+        .code(1)
+        .stderr_has("Refusing to install plugin 'bad': plugin check found 1 error(s):")
+        .stderr_has(
+            "not a WebAssembly module: it starts with \"#!/bin/sh\", not the wasm magic number",
+        )
+        .stderr_has("Nothing was installed.");
+    assert!(!r.stdout.contains("Successfully installed"), "{}", r.stdout);
+    assert!(!cli.plugins().join("bad").exists());
+    // A module whose world does not match its type.
+    let wrong = cli.root.path().join("wrong");
+    copy_dir(&example_plugin_dir("sdk-auth"), &wrong);
+    let toml = std::fs::read_to_string(wrong.join("plugin.toml")).expect("read");
+    write(
+        &wrong.join("plugin.toml"),
+        toml.replace("type = \"auth\"", "type = \"tool\"")
+            .as_bytes(),
+    );
+    cli.run(&["plugin", "add", wrong.to_str().expect("utf-8"), "--yes"])
+        .code(1)
+        .stderr_has("Built for world auth-world, but [plugin] type 'tool' needs tool-world");
+    assert!(!cli.plugins().join("sdk-auth").exists());
+    let list = cli.run(&["plugin", "list", "--json"]).code(0);
+    assert_eq!(list.stdout.trim(), "[]");
+    // Update: a broken rebuild is refused and the installed version stays.
+    let good = cli.root.path().join("good");
+    copy_dir(&example_plugin_dir("sdk-auth"), &good);
+    cli.run(&["plugin", "add", good.to_str().expect("utf-8"), "--yes"])
+        .code(0);
+    let installed = std::fs::read(cli.plugins().join("sdk-auth/plugin.wasm")).expect("read");
+    write(&good.join("plugin.wasm"), b"\0asm\x01\0\0\0\x01\x05garbage");
+    cli.run(&["plugin", "update", "sdk-auth"])
+        .code(1)
+        .stderr_has("Refusing to update plugin 'sdk-auth'")
+        .stderr_has("The installed version is unchanged.");
+    assert_eq!(
+        std::fs::read(cli.plugins().join("sdk-auth/plugin.wasm")).expect("read"),
+        installed
+    );
+    cli.run(&["call", "sdk-auth", "display-name"]).code(0);
+}
+
+#[test]
+fn check_reports_every_manifest_error_and_unknown_keys() {
+    let cli = Cli::new();
+    let dir = cli.root.path().join("typos");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    write(
+        &dir.join("plugin.toml"),
+        b"[plugin]\nname = \"bad name\"\nversion = \"one\"\ntype = \"tool\"\ndescripion = \"x\"\n\n[capabilities]\nnetwork = true\nhtp = [\"api.example.com\"]\n",
+    );
+    let r = cli
+        .run(&["plugin", "check", dir.to_str().expect("utf-8")])
+        .code(1);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    for needle in [
+        "[plugin] version \"one\" is not valid semver",
+        "[plugin] name \"bad name\" must be alphanumeric",
+        "Unknown key `descripion` in [plugin] is ignored: did you mean `description`?",
+        "Unknown key `htp` in [capabilities] is ignored: did you mean `http`?",
+        "Unknown key `network` in [capabilities] is ignored (known keys: ",
+    ] {
+        assert!(all.contains(needle), "{needle:?} not in\n{all}");
+    }
+    // The same through --json: both errors, the warnings.
+    let r = cli
+        .run(&["plugin", "check", dir.to_str().expect("utf-8"), "--json"])
+        .code(1);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(
+        v["warnings"].as_array().map(|w| w
+            .iter()
+            .filter(|w| w.as_str().is_some_and(|s| s.starts_with("Unknown key")))
+            .count()),
+        Some(3),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_linked_plugin_runs_its_latest_build() {
+    let cli = Cli::new();
+    let src = cli.root.path().join("work/sdk-auth");
+    copy_dir(&example_plugin_dir("sdk-auth"), &src);
+    let r = cli
+        .run(&[
+            "plugin",
+            "add",
+            src.to_str().expect("utf-8"),
+            "--link",
+            "--json",
+        ])
+        .code(0);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["id"], json!("sdk-auth"));
+    let link = cli.plugins().join("sdk-auth");
+    assert!(std::fs::symlink_metadata(&link)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).expect("target"),
+        src.canonicalize().expect("canon")
+    );
+    cli.run(&["call", "sdk-auth", "display-name"]).code(0);
+    assert_eq!(
+        cli.run(&["call", "sdk-auth", "display-name"]).stdout,
+        "\"My Auth Provider\"\n"
+    );
+    // A "rebuild" (another auth-world module) is what the next call runs.
+    std::fs::copy(
+        example_plugin_dir("device-auth").join("plugin.wasm"),
+        src.join("plugin.wasm"),
+    )
+    .expect("copy");
+    assert_eq!(
+        cli.run(&["call", "sdk-auth", "display-name"])
+            .code(0)
+            .stdout,
+        "\"Device Auth\"\n"
+    );
+    let info = cli.run(&["plugin", "info", "sdk-auth"]).code(0);
+    assert!(info.stdout.contains("(linked)"), "{}", info.stdout);
+    // No .install.json in the source; removing deletes the link only.
+    assert!(!src.join(".install.json").exists());
+    cli.run(&["plugin", "remove", "sdk-auth"]).code(0);
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    assert!(src.join("plugin.toml").is_file() && src.join("plugin.wasm").is_file());
+    // Git sources cannot be linked.
+    cli.run(&["plugin", "add", "https://example.com/x.git", "--link"])
+        .code(1)
+        .stderr_has("cannot be linked");
+}
+
+#[test]
+fn plugin_info_lists_functions_with_signatures() {
+    let cli = Cli::new();
+    cli.add("legacy-provider");
+    cli.add("sdk-auth");
+    let r = cli.run(&["plugin", "info", "legacy-provider"]).code(0);
+    assert!(r.stdout.contains("Functions:"), "{}", r.stdout);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("chat "))
+        .unwrap_or_else(|| panic!("no chat line:\n{}", r.stdout));
+    assert!(line.contains("✓"), "{line}");
+    assert!(
+        line.ends_with(
+            "func(messages: list<message>, model: string) -> result<chat-response, string>"
+        ),
+        "{line}"
+    );
+    let r = cli.run(&["plugin", "info", "sdk-auth", "--json"]).code(0);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let funcs = v["functions"].as_array().expect("functions");
+    let names: Vec<&str> = funcs.iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "display-name",
+            "status",
+            "start-device-flow",
+            "poll",
+            "get-token",
+            "logout"
+        ]
+    );
+    assert!(funcs.iter().all(|f| f["callable"] == json!(true)), "{v}");
+    assert_eq!(
+        funcs[3]["signature"],
+        json!("func(device-code: string) -> poll-result")
+    );
+    assert_eq!(funcs[3]["export"], json!("tark:plugin/auth-plugin#poll"));
 }

@@ -48,6 +48,12 @@ pub struct PluginFailed {
     message: String,
 }
 
+/// The plugin could not be loaded (exits [`EXIT_HOST`]); one line, even when the
+/// compiler's message was a dump of bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadFailed(String);
+
 /// A usage error found by the CLI itself (exits [`EXIT_USAGE`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -61,6 +67,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<Usage>().is_some() {
             return EXIT_USAGE;
+        }
+        if cause.downcast_ref::<LoadFailed>().is_some() {
+            return EXIT_HOST;
         }
         if let Some(err) = cause.downcast_ref::<Error>() {
             return library_code(err);
@@ -80,9 +89,10 @@ fn library_code(e: &Error) -> u8 {
             | CallError::MissingExport(_) => EXIT_PLUGIN,
             _ => EXIT_HOST,
         },
-        Error::Instantiate { .. } | Error::Engine(_) | Error::Host(_) | Error::WrongWorld { .. } => {
-            EXIT_HOST
-        }
+        Error::Instantiate { .. }
+        | Error::Engine(_)
+        | Error::Host(_)
+        | Error::WrongWorld { .. } => EXIT_HOST,
         _ => 1,
     }
 }
@@ -106,6 +116,23 @@ pub fn dev_data_dir(id: &str) -> PathBuf {
         .join("tark-wasmer")
         .join("dev-data")
         .join(id)
+}
+
+/// A load failure in one line: a module that is not wasm says so (instead of the
+/// compiler's dump of the bytes it expected), other messages keep their first line.
+fn load_failed(plugin: &InstalledPlugin, e: Error) -> anyhow::Error {
+    let text = e.to_string();
+    let bytes = std::fs::read(plugin.wasm_path()).unwrap_or_default();
+    let line = if matches!(e, Error::Engine(_)) || !bytes.starts_with(b"\0asm") {
+        tark_wasmer::check::module_error_line(&bytes, &text)
+    } else {
+        return anyhow::Error::new(e).context(format!("Failed to load plugin '{}'", plugin.id));
+    };
+    anyhow::Error::new(LoadFailed(format!(
+        "Failed to load plugin '{}': {line} (run `tark-wasmer plugin check {}` for details)",
+        plugin.id,
+        plugin.dir.display()
+    )))
 }
 
 /// A loaded plugin ready for calls.
@@ -135,7 +162,7 @@ impl Session {
                 .with_context(|| format!("Failed to load the plugin in {}", dir.display()))?;
             let id = plugin.id.clone();
             host.load_with_data_dir(&plugin, &dev_data_dir(&id))
-                .with_context(|| format!("Failed to load plugin '{id}' from {}", dir.display()))?;
+                .map_err(|e| load_failed(&plugin, e))?;
             id
         } else {
             let plugin = host
@@ -145,8 +172,8 @@ impl Session {
             if !plugin.enabled {
                 return Err(Error::Disabled(target.to_string()).into());
             }
-            host.load_id(target)
-                .with_context(|| format!("Failed to load plugin '{target}'"))?;
+            let plugin = plugin.clone();
+            host.load(&plugin).map_err(|e| load_failed(&plugin, e))?;
             target.to_string()
         };
         Ok(Session { host, id })
@@ -230,7 +257,9 @@ pub fn call(
         return Err(Usage("no function given after `--`".into()).into());
     }
     if stream && calls.len() > 1 {
-        return Err(Usage("--stream runs one streamed chat; do not combine it with --".into()).into());
+        return Err(
+            Usage("--stream runs one streamed chat; do not combine it with --".into()).into(),
+        );
     }
     let mut session = Session::open(global, target)?;
     if stream {

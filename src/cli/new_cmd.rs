@@ -593,7 +593,9 @@ pub fn new_plugin(
         "  tark-wasmer call . {call}{}# run it without installing",
         " ".repeat(20usize.saturating_sub(call.len()))
     ))?;
-    out.line("  tark-wasmer plugin add . --link    # install by reference: rebuilds are picked up")?;
+    out.line(
+        "  tark-wasmer plugin add . --link    # install by reference: rebuilds are picked up",
+    )?;
     out.line(format!("  tark-wasmer plugin info {name}"))?;
     out.blank()?;
     out.line(

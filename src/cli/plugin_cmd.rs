@@ -251,14 +251,6 @@ fn install_checked(
     req: &AddRequest,
     out: &mut Out,
 ) -> anyhow::Result<()> {
-    // `plugin check` first: a plugin with errors is refused with all of them listed
-    // (warnings are for `plugin check` to show).
-    super::check_cmd::gate(
-        global,
-        copy_from,
-        &shown.to_string_lossy(),
-        super::check_cmd::Gate::Install,
-    )?;
     let manifest = read_source_manifest(shown)?;
     let id = manifest.id().to_string();
     out.line(format!(
@@ -279,6 +271,14 @@ fn install_checked(
     if !wasm.is_file() {
         return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
     }
+    // The checks of `plugin check`: a plugin with errors is refused with all of them
+    // listed (warnings are for `plugin check` to show).
+    super::check_cmd::gate(
+        global,
+        copy_from,
+        &shown.to_string_lossy(),
+        super::check_cmd::Gate::Install,
+    )?;
     let mut registry = scanned_registry(global)?;
     if registry.contains(&id) {
         bail!(
@@ -334,14 +334,23 @@ fn install_checked(
 }
 
 /// `plugin add --link`: the checks, the question, then a link instead of a copy.
-fn link_checked(global: &Global, src: &Path, req: &AddRequest, out: &mut Out) -> anyhow::Result<()> {
+fn link_checked(
+    global: &Global,
+    src: &Path,
+    req: &AddRequest,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let manifest = read_source_manifest(src)?;
+    let wasm = manifest.wasm_path(src)?;
+    if !wasm.is_file() {
+        return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
+    }
     super::check_cmd::gate(
         global,
         src,
         &src.to_string_lossy(),
         super::check_cmd::Gate::Install,
     )?;
-    let manifest = read_source_manifest(src)?;
     let id = manifest.id().to_string();
     out.line(format!(
         "Found plugin: {} v{} (linking {})",
@@ -359,7 +368,9 @@ fn link_checked(global: &Global, src: &Path, req: &AddRequest, out: &mut Out) ->
     }
     out.flush()?;
     if !req.yes && !confirm(&format!("Link plugin '{}'?", printable(&id)), &caps)? {
-        bail!("Installation cancelled: nothing was installed (pass --yes to install without asking)");
+        bail!(
+            "Installation cancelled: nothing was installed (pass --yes to install without asking)"
+        );
     }
     let mut registry = scanned_registry(global)?;
     let linked = registry.link_dir(src)?;
@@ -616,6 +627,19 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
         }
         (None, None) => {}
     }
+    if let Some(state) = module.cache {
+        let entry = module
+            .cache_entry
+            .as_ref()
+            .filter(|_| state == "cached")
+            .map(|p| format!(" ({})", printable(&p.to_string_lossy())))
+            .unwrap_or_default();
+        out.line(format!(
+            "  {}   {state} for {}{entry}",
+            label(out, "Cache:"),
+            module.compiler
+        ))?;
+    }
     if let Ok(rows) = &funcs {
         out.blank()?;
         out.line(label(out, "Functions:"))?;
@@ -642,19 +666,6 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
         }
         out.line("  (✓ callable with `tark-wasmer call`)")?;
     }
-    if let Some(state) = module.cache {
-        let entry = module
-            .cache_entry
-            .as_ref()
-            .filter(|_| state == "cached")
-            .map(|p| format!(" ({})", printable(&p.to_string_lossy())))
-            .unwrap_or_default();
-        out.line(format!(
-            "  {}   {state} for {}{entry}",
-            label(out, "Cache:"),
-            module.compiler
-        ))?;
-    }
     Ok(())
 }
 
@@ -662,7 +673,8 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
 /// can run it.
 fn function_rows(p: &InstalledPlugin) -> anyhow::Result<Vec<tark_wasmer::check::ExportedFunction>> {
     let path = p.checked_wasm_path()?;
-    let bytes = std::fs::read(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("Failed to read {}", path.display()))?;
     tark_wasmer::check::exported_functions(&bytes, p.plugin_type()).map_err(|e| anyhow!(e))
 }
 

@@ -362,12 +362,9 @@ impl PluginManifest {
         let pre_failed = !pre.is_empty();
         d.errors.extend(pre.iter().map(ToString::to_string));
         let mut unknown: Vec<String> = Vec::new();
-        let parsed = toml::Deserializer::parse(&text)
-            .and_then(|de| {
-                serde_ignored::deserialize(de, |p: serde_ignored::Path<'_>| {
-                    unknown.push(p.to_string())
-                })
-            });
+        let parsed = toml::Deserializer::parse(&text).and_then(|de| {
+            serde_ignored::deserialize(de, |p: serde_ignored::Path<'_>| unknown.push(p.to_string()))
+        });
         let mut manifest: PluginManifest = match parsed {
             Ok(m) => m,
             Err(e) => {

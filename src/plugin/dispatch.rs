@@ -88,7 +88,11 @@ fn canonical(iface: &str, name: &str) -> Option<Callable> {
         params: sig
             .params
             .iter()
-            .zip(wit_params.into_iter().chain(std::iter::repeat(String::new())))
+            .zip(
+                wit_params
+                    .into_iter()
+                    .chain(std::iter::repeat(String::new())),
+            )
             .map(|((n, t), w)| Param {
                 name: n.clone(),
                 wit_type: if w.is_empty() { t.to_string() } else { w },
@@ -169,7 +173,10 @@ fn raw(f: &'static Function) -> Option<Callable> {
 
 fn legacy_function(f: &'static Function) -> Option<Callable> {
     f.legacy?;
-    match f.wit.and_then(|w| canonical(interface_of(f.plugin_type)?, w)) {
+    match f
+        .wit
+        .and_then(|w| canonical(interface_of(f.plugin_type)?, w))
+    {
         Some(c) => Some(Callable {
             target: Target::Function(f),
             ..c
@@ -301,9 +308,8 @@ pub fn convert_args(c: &Callable, args: &[String]) -> Result<Vec<Value>> {
             ))
         })?;
         if let Some(ty) = &p.ty {
-            from_json(ty, &v).map_err(|e| {
-                Error::InvalidArgument(format!("{which}: {}", e.under(&p.name)))
-            })?;
+            from_json(ty, &v)
+                .map_err(|e| Error::InvalidArgument(format!("{which}: {}", e.under(&p.name))))?;
         }
         out.push(v);
     }
@@ -372,9 +378,15 @@ mod tests {
         );
         assert_eq!(c.params[0].wit_type, "list<message>");
         assert!(c.returns_result);
-        let e = convert_args(&c, &["[{\"role\":\"robot\",\"content\":\"x\"}]".into(), "m".into()])
-            .unwrap_err()
-            .to_string();
+        let e = convert_args(
+            &c,
+            &[
+                "[{\"role\":\"robot\",\"content\":\"x\"}]".into(),
+                "m".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             e,
             "argument 1 (messages) of 'chat': messages[0].role: unknown case \"robot\"; expected enum { system, user, assistant, tool }"

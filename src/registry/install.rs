@@ -121,8 +121,10 @@ impl PluginRegistry {
         }
         // Created under a temporary name and renamed: the link appears whole or not at all.
         let tmp = self.temp_path("link", &id);
-        symlink_dir(&src, &tmp)
-            .map_err(io_err(format!("Failed to create a link to {}", src.display())))?;
+        symlink_dir(&src, &tmp).map_err(io_err(format!(
+            "Failed to create a link to {}",
+            src.display()
+        )))?;
         if let Err(e) = std::fs::rename(&tmp, &dest) {
             remove_temp(&tmp);
             return Err(RegistryError::Io {

@@ -37,8 +37,8 @@ mod source;
 mod tests;
 
 pub use crate::host::storage::STORAGE_FILE;
-pub use scan::{InstalledPlugin, LoadError};
 pub use install::link_target;
+pub use scan::{InstalledPlugin, LoadError};
 pub use source::InstallSource;
 
 /// Environment variable that overrides the plugins directory (after an explicit CLI value).

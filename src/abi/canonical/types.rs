@@ -428,7 +428,8 @@ impl Ty {
                 let _ = write!(out, "tuple<{}>", parts.join(", "));
             }
             Ty::Result(ok, err) => {
-                let part = |t: &Option<Box<Ty>>| t.as_deref().map(sub).unwrap_or_else(|| "_".into());
+                let part =
+                    |t: &Option<Box<Ty>>| t.as_deref().map(sub).unwrap_or_else(|| "_".into());
                 match (ok, err) {
                     (None, None) => out.push_str("result"),
                     (ok, None) => {
@@ -662,7 +663,13 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
                         .collect::<Result<_, _>>()?,
                 )
             } else {
-                Val::List(items.iter().enumerate().map(each).collect::<Result<_, _>>()?)
+                Val::List(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(each)
+                        .collect::<Result<_, _>>()?,
+                )
             }
         }
         Ty::Record(fields) => {
@@ -751,7 +758,10 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
                         .ok_or_else(|| {
                             mismatch(
                                 ty,
-                                format!("got {} (a nested option is null or {{\"some\": v}})", short(v)),
+                                format!(
+                                    "got {} (a nested option is null or {{\"some\": v}})",
+                                    short(v)
+                                ),
                             )
                         })?
                 } else {
