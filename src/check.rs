@@ -517,7 +517,7 @@ fn is_plumbing(name: &str) -> bool {
     matches!(
         name,
         "alloc" | "dealloc" | "cabi_realloc" | "_initialize" | "_start"
-    ) || name.starts_with("cabi_post_")
+    ) || name.starts_with("cabi_")
         || name.starts_with("__")
 }
 

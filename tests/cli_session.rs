@@ -523,7 +523,7 @@ fn add_and_update_refuse_plugins_with_check_errors() {
         .code(1)
         .stderr_has("Refusing to install plugin 'bad': plugin check found 1 error(s):")
         .stderr_has(
-            "not a WebAssembly module: it starts with \"#!/bin/sh\", not the wasm magic number",
+            "not a WebAssembly module: it starts with \"#!/bin/s\", not the wasm magic number",
         )
         .stderr_has("Nothing was installed.");
     assert!(!r.stdout.contains("Successfully installed"), "{}", r.stdout);
