@@ -591,7 +591,7 @@ pub fn new_plugin(
     out.line("  tark-wasmer plugin check .         # everything tark would trip on")?;
     out.line(format!(
         "  tark-wasmer call . {call}{}# run it without installing",
-        " ".repeat(20usize.saturating_sub(call.len()))
+        " ".repeat(17usize.saturating_sub(call.len()).max(1))
     ))?;
     out.line(
         "  tark-wasmer plugin add . --link    # install by reference: rebuilds are picked up",
@@ -599,9 +599,9 @@ pub fn new_plugin(
     out.line(format!("  tark-wasmer plugin info {name}"))?;
     out.blank()?;
     out.line(
-        "build.sh shares one target directory between plugins (CARGO_TARGET_DIR, else \
-         ~/.cache/tark-wasmer/plugin-target): the first build compiles the standard library, \
-         later ones reuse it.",
+        "build.sh shares one target directory between plugins (CARGO_TARGET_DIR, else\n\
+         ~/.cache/tark-wasmer/plugin-target): the first build compiles the standard\n\
+         library, later ones reuse it.",
     )?;
     Ok(())
 }
