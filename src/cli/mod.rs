@@ -2,8 +2,8 @@
 //! directory, plus `call` to run one plugin function and print its result as JSON.
 //!
 //! Errors are printed as `Error: <message>` (with a `Caused by:` list of the underlying
-//! causes that the message does not already say) and exit with status 1; usage errors
-//! are clap's (status 2).
+//! causes that the message does not already say) and exit with the status of
+//! `call_cmd::EXIT_CODES` (1 error, 2 usage, 3 the plugin failed, 4 host or limit).
 //!
 //! Logging goes to stderr through `env_logger`: `RUST_LOG` is respected, and the default
 //! level is `warn` for everything (tark shows warnings and errors by default), so plugin
