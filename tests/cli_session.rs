@@ -643,6 +643,10 @@ fn a_linked_plugin_runs_its_latest_build() {
     );
     let info = cli.run(&["plugin", "info", "sdk-auth"]).code(0);
     assert!(info.stdout.contains("(linked)"), "{}", info.stdout);
+    // Nothing to update: the link is the latest build.
+    cli.run(&["plugin", "update", "sdk-auth"])
+        .code(1)
+        .stderr_has("is linked to");
     // No .install.json in the source; removing deletes the link only.
     assert!(!src.join(".install.json").exists());
     cli.run(&["plugin", "remove", "sdk-auth"]).code(0);

@@ -138,6 +138,13 @@ pub fn update(
             let plugin = registry
                 .get(id)
                 .ok_or_else(|| RegistryError::NotFound { id: id.to_string() })?;
+            if let Some(target) = tark_wasmer::registry::link_target(&plugin.dir) {
+                bail!(
+                    "Plugin '{}' is linked to {} (plugin add --link): there is nothing to fetch, the next load runs its latest build",
+                    printable(id),
+                    target.display()
+                );
+            }
             let source = plugin.install_source()?;
             out.line(format!(
                 "Updating {} from {}",
@@ -173,6 +180,14 @@ pub fn update(
     }
     let (mut updated, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for id in ids {
+        if registry
+            .get(&id)
+            .and_then(|p| tark_wasmer::registry::link_target(&p.dir))
+            .is_some()
+        {
+            skipped.push(json!({"id": id, "reason": "linked (plugin add --link)"}));
+            continue;
+        }
         let source = registry.get(&id).and_then(|p| p.install.clone());
         let Some(source) = source else {
             skipped.push(json!({"id": id, "reason": format!("no readable {}", tark_wasmer::registry::INSTALL_FILE)}));
