@@ -68,8 +68,43 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Check the plugin in `dir` (never fails: problems are in the report).
+/// Check the plugin in `dir` (never fails: problems are in the report), compiling it
+/// with every available compiler; only the default compiler's failure is an error.
 pub fn analyze(dir: &Path) -> Report {
+    analyze_with(dir, &Compiler::available(), Compiler::default())
+}
+
+/// The checks `plugin add` and `plugin update` run before installing: as [`analyze`],
+/// compiling with `compiler` only (the one the plugin will run on).
+pub fn analyze_for_install(dir: &Path, compiler: Compiler) -> Report {
+    analyze_with(dir, &[compiler], compiler)
+}
+
+/// A module that does not even parse, in one line: "not a WebAssembly module" when the
+/// magic number is wrong (no hex dump), else the parser's first line.
+pub fn module_error_line(bytes: &[u8], error: &str) -> String {
+    if !bytes.starts_with(b"\0asm") {
+        let head: String = bytes
+            .iter()
+            .take(8)
+            .map(|b| match *b {
+                0x20..=0x7e => char::from(*b).to_string(),
+                other => format!("\\x{other:02x}"),
+            })
+            .collect();
+        return format!(
+            "not a WebAssembly module: it starts with \"{head}\", not the wasm magic number \"\\0asm\""
+        );
+    }
+    let first = error.lines().next().unwrap_or(error).trim();
+    let mut line: String = first.chars().take(200).collect();
+    if first.chars().count() > 200 {
+        line.push_str("...");
+    }
+    line
+}
+
+fn analyze_with(dir: &Path, compilers: &[Compiler], primary: Compiler) -> Report {
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let dir = abs.as_path();
     let mut r = Report {
@@ -84,16 +119,15 @@ pub fn analyze(dir: &Path) -> Report {
         ));
         return r;
     }
-    let manifest = match PluginManifest::load_quiet(&manifest_path) {
-        Ok(m) => m,
-        Err(e) => {
-            r.errors.push(e.to_string());
-            return r;
-        }
+    // Every manifest error and warning at once (unknown keys included).
+    let diagnosis = PluginManifest::diagnose(&manifest_path);
+    r.errors.extend(diagnosis.errors);
+    r.warnings.extend(diagnosis.warnings);
+    let Some(manifest) = diagnosis.manifest else {
+        return r;
     };
     r.id = Some(manifest.id().to_string());
     r.plugin_type = Some(manifest.plugin_type());
-    r.warnings.extend(manifest.warnings());
     let wasm_path = match manifest.wasm_path(dir) {
         Ok(p) => p,
         Err(e) => {
@@ -135,12 +169,15 @@ pub fn analyze(dir: &Path) -> Report {
     match needed_features(&bytes) {
         Ok(f) => r.features = f,
         Err(e) => {
-            r.errors.push(format!("Invalid wasm module: {e}"));
+            r.errors.push(format!(
+                "Invalid wasm module: {}",
+                module_error_line(&bytes, &e)
+            ));
             return r;
         }
     }
     let mut module: Option<Module> = None;
-    for compiler in Compiler::available() {
+    for &compiler in compilers {
         let result = compile_with(compiler, &bytes);
         match result {
             Ok((m, millis)) => {
@@ -154,8 +191,11 @@ pub fn analyze(dir: &Path) -> Report {
                 }
             }
             Err(e) => {
-                let text = format!("Does not compile with {compiler}: {e}");
-                if compiler == Compiler::default() {
+                let text = format!(
+                    "Does not compile with {compiler}: {}",
+                    module_error_line(&bytes, &e)
+                );
+                if compiler == primary {
                     r.errors.push(text);
                 } else {
                     r.warnings.push(format!(
@@ -460,6 +500,120 @@ fn check_capabilities(manifest: &PluginManifest, info: &ModuleInfo, abi: AbiKind
             "Imports {} but does not declare storage = true under [capabilities] (tark does not enforce it, but users should see it)",
             imp("storage")
         ));
+    }
+}
+
+/// One function a plugin exports, as `plugin info` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportedFunction {
+    /// The name `call` knows it by (WIT name, or a raw legacy export).
+    pub name: String,
+    /// Its WIT signature (raw legacy exports: their string form), empty for exports
+    /// that are not tark functions.
+    pub signature: String,
+    /// The core export that implements it.
+    pub export: String,
+    /// Present with the expected core type, so `call` can run it.
+    pub callable: bool,
+    /// Why it is not callable, when it is not.
+    pub note: Option<String>,
+}
+
+/// Exports that are plumbing, not functions a user calls.
+fn is_plumbing(name: &str) -> bool {
+    matches!(
+        name,
+        "alloc" | "dealloc" | "cabi_realloc" | "_initialize" | "_start"
+    ) || name.starts_with("cabi_")
+        || name.starts_with("__")
+}
+
+/// Every function of the plugin's type (present or not, with whether it can be called)
+/// and every other function the module exports, for `plugin info`.
+pub fn exported_functions(bytes: &[u8], ty: PluginType) -> Result<Vec<ExportedFunction>, String> {
+    use crate::plugin::dispatch::callables;
+    let info = ModuleInfo::parse(bytes).map_err(|e| module_error_line(bytes, &e.to_string()))?;
+    let abi = info.abi();
+    let mut rows = Vec::new();
+    let mut covered: BTreeSet<String> = BTreeSet::new();
+    match abi {
+        AbiKind::Canonical => {
+            let iface = info
+                .world()
+                .filter(|w| w.starts_with("conformance"))
+                .and_then(|w| Contract::get().worlds.get(&w)?.exports.first().cloned())
+                .unwrap_or_else(|| {
+                    Contract::get()
+                        .worlds
+                        .get(world_for_type(ty))
+                        .and_then(|w| w.exports.first().cloned())
+                        .unwrap_or_default()
+                });
+            for c in callables(abi, ty, &iface) {
+                let export = export_name(&iface, &c.name);
+                let want = Contract::get()
+                    .func(&iface, &c.name)
+                    .map(|s| s.export_signature());
+                let state = match want {
+                    Some(want) => expect_export(&info, &export, &want),
+                    None => Err(None),
+                };
+                covered.insert(export.clone());
+                rows.push(row(c.name, c.signature, export, state));
+            }
+        }
+        AbiKind::Legacy => {
+            for c in callables(abi, ty, "") {
+                let Some(f) = functions::find(ty, &c.name) else {
+                    continue;
+                };
+                let Some(l) = f.legacy else {
+                    continue;
+                };
+                if c.name == l.name && f.wit.is_some() {
+                    // The raw form of an interface function already listed.
+                    continue;
+                }
+                let state = expect_export(&info, l.name, &l.convention.core_signature());
+                covered.insert(l.name.to_string());
+                rows.push(row(c.name, c.signature, l.name.to_string(), state));
+            }
+        }
+    }
+    for e in &info.exports {
+        if let ItemType::Function(sig) = &e.ty {
+            if covered.contains(&e.name) || is_plumbing(&e.name) {
+                continue;
+            }
+            rows.push(ExportedFunction {
+                name: e.name.clone(),
+                signature: signature_string(sig),
+                export: e.name.clone(),
+                callable: false,
+                note: Some(format!("not a function of tark's {ty} interface")),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn row(
+    name: String,
+    signature: String,
+    export: String,
+    state: Result<(), Option<String>>,
+) -> ExportedFunction {
+    let (callable, note) = match state {
+        Ok(()) => (true, None),
+        Err(None) => (false, Some("not exported".to_string())),
+        Err(Some(found)) => (false, Some(format!("exported with another type: {found}"))),
+    };
+    ExportedFunction {
+        name,
+        signature,
+        export,
+        callable,
+        note,
     }
 }
 

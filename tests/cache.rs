@@ -541,8 +541,15 @@ fn cli_no_cache_writes_nothing_and_env_dir_is_used() {
     let env = provider_env();
     let cache = env.tmp.path().join("never");
     for compiler in compilers() {
-        let mut cmd = call_info(&env, &cache, compiler);
-        cmd.arg("--no-cache");
+        // Global options go before `call` (after the function, everything is an argument
+        // of the call).
+        let mut cmd = bin(&env);
+        cmd.arg("--no-cache")
+            .arg("--compiler")
+            .arg(compiler.as_str())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["call", PROVIDER, "info"]);
         let (out, log) = ok(cmd.output().expect("run"));
         assert!(out.contains("\"Legacy Provider\""), "{out}");
         assert!(!log.contains("artifact cache"), "{log}");

@@ -293,5 +293,9 @@ fn json_mapping_of_the_call_command() {
         .call_canonical_json("echo-color", &[j(r#""purple""#)])
         .expect_err("unknown case")
         .to_string();
-    assert!(err.contains("unknown case `purple`"), "{err}");
+    // The plugin author's words: the case, and the enum in WIT syntax.
+    assert!(
+        err.contains("unknown case \"purple\"; expected enum { red, green, blue"),
+        "{err}"
+    );
 }

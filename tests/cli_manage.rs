@@ -28,10 +28,15 @@ impl Run {
     }
 
     fn fails(self) -> Self {
+        self.fails_code(1)
+    }
+
+    /// Exit `code` (see `tark-wasmer call --help`: 2 usage, 3 plugin, 4 host/limit).
+    fn fails_code(self, code: i32) -> Self {
         assert_eq!(
             self.code,
-            Some(1),
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
+            Some(code),
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
             self.stdout,
             self.stderr
         );
@@ -100,7 +105,25 @@ impl Env {
     }
 }
 
-const EMPTY_WASM_WAT: &str = r#"(module (memory (export "memory") 1))"#;
+/// The smallest legacy module `plugin add` accepts for a type: memory, `alloc` and the
+/// exports the function table marks required (each returning 0); read from the table,
+/// so it follows it.
+fn stub_wasm(ty: &str) -> Vec<u8> {
+    use tark_wasmer::plugin::functions::{legacy_exports, Need};
+    let ty: tark_wasmer::PluginType = ty.parse().expect("plugin type");
+    let mut wat = String::from(
+        r#"(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))"#,
+    );
+    for l in legacy_exports(ty).filter(|l| l.need == Need::Required) {
+        let params = "(param i32) ".repeat(l.convention.core_signature().params().len());
+        wat.push_str(&format!(
+            r#" (func (export "{}") {params}(result i32) (i32.const 0))"#,
+            l.name
+        ));
+    }
+    wat.push(')');
+    wasm(&wat)
+}
 
 fn wasm(wat: &str) -> Vec<u8> {
     wat::parse_str(wat).expect("valid WAT")
@@ -117,7 +140,7 @@ fn make_source(dir: &Path, name: &str, ty: &str, plugin_extra: &str, tables: &st
         ),
     )
     .unwrap();
-    fs::write(dir.join("plugin.wasm"), wasm(EMPTY_WASM_WAT)).unwrap();
+    fs::write(dir.join("plugin.wasm"), stub_wasm(ty)).unwrap();
 }
 
 fn lines(s: &str) -> Vec<&str> {
@@ -169,7 +192,7 @@ fn add_prints_tarks_texts_copies_the_tree_and_records_the_absolute_source() {
     let dest = env.plugins().join("demo");
     assert_eq!(
         fs::read(dest.join("plugin.wasm")).unwrap(),
-        wasm(EMPTY_WASM_WAT)
+        stub_wasm("provider")
     );
     assert_eq!(
         fs::read_to_string(dest.join("plugin.toml")).unwrap(),
@@ -462,8 +485,34 @@ fn info_text_and_json() {
     let dir = env.plugins().join("infodemo");
     let r = env.tw(&["plugin", "info", "infodemo"]).ok();
     assert!(!r.stdout.contains('\x1b'));
+    // Last: every function of the type, with its signature and whether it is callable.
+    let (head, functions) = r
+        .stdout
+        .split_once("\nFunctions:\n")
+        .unwrap_or_else(|| panic!("no Functions section:\n{}", r.stdout));
+    let line = |name: &str| {
+        functions
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{functions}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("info"), "✓ func() -> provider-info");
     assert_eq!(
-        lines(&r.stdout),
+        line("auth-status"),
+        "✗ func() -> provider-auth-status (not exported)"
+    );
+    assert_eq!(
+        line("provider_auth_credentials"),
+        "✗ func() -> string (not exported)"
+    );
+    assert!(!functions.contains("chat-stream-start"), "{functions}");
+    let head = head.to_string();
+    assert_eq!(
+        lines(&head),
         vec![
             "=== Plugin: infodemo ===".to_string(),
             String::new(),
@@ -489,7 +538,7 @@ fn info_text_and_json() {
             format!("  Source:  {} (local)", src.display()),
             String::new(),
             "Module:".into(),
-            format!("  Size:    {} bytes", wasm(EMPTY_WASM_WAT).len()),
+            format!("  Size:    {} bytes", stub_wasm("provider").len()),
             "  ABI:     legacy".into(),
             "  Cache:   not cached for cranelift".into(),
         ]
@@ -707,6 +756,7 @@ fn auth_plugin_wat() -> String {
     (memory.copy (local.get $out) (i32.const 64) (i32.const {len}))
     (i32.const -{len}))
   (func (export "get_endpoint") (param i32) (result i32) unreachable)
+  (func (export "logout") (result i32) (i32.const 0))
   (func (export "init_with_credentials") (param i32 i32) (result i32) (local.get 1)))"#,
         len = err.len()
     )
@@ -760,18 +810,22 @@ fn call_prints_json_results() {
 }
 
 #[test]
-fn call_failures_exit_1_with_a_message() {
+fn call_failures_exit_with_their_code_and_a_message() {
     let env = Env::new();
     install_auth_plugin(&env);
-    let r = env.tw(&["call", "wat-auth", "no-such-function"]).fails();
+    let r = env
+        .tw(&["call", "wat-auth", "no-such-function"])
+        .fails_code(2);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.starts_with("Error: "), "{}", r.stderr);
     assert!(r.stderr.contains("no-such-function"), "{}", r.stderr);
 
-    let r = env.tw(&["call", "wat-auth", "get-token"]).fails();
+    // The plugin's failure: its error text as the `err` value, exit 3.
+    let r = env.tw(&["call", "wat-auth", "get-token"]).fails_code(3);
+    assert_eq!(r.stdout, "{\"err\":\"no token stored\"}\n");
     assert!(r.stderr.contains("no token stored"), "{}", r.stderr);
 
-    let r = env.tw(&["call", "wat-auth", "get_endpoint"]).fails();
+    let r = env.tw(&["call", "wat-auth", "get_endpoint"]).fails_code(4);
     assert!(r.stderr.contains("trap"), "{}", r.stderr);
 
     env.tw(&["plugin", "disable", "wat-auth"]).ok();

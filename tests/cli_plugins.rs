@@ -38,6 +38,18 @@ struct Run {
 }
 
 impl Run {
+    /// The plugin answered `err`: exit 3, the `{"err": ...}` on stdout.
+    fn plugin_err(self) -> Self {
+        assert_eq!(
+            self.code,
+            Some(3),
+            "expected exit 3\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     fn ok(self) -> Self {
         assert_eq!(
             self.code,
@@ -49,16 +61,20 @@ impl Run {
         self
     }
 
-    /// Exit 1, nothing on stdout, an `Error: ...` line on stderr, `needle` in stderr.
+    /// A non-zero exit, nothing on stdout (or the plugin's `{"err": ...}` with exit 3), an
+    /// `Error: ...` line on stderr, `needle` in stderr.
     fn fails_with(self, needle: &str) -> Self {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected a failure\nstdout:\n{}\nstderr:\n{}",
             self.stdout,
             self.stderr
         );
-        assert!(self.stdout.is_empty(), "stdout on failure: {}", self.stdout);
+        if self.code == Some(3) && !self.stdout.is_empty() {
+            assert!(self.json().get("err").is_some(), "{}", self.stdout);
+        } else {
+            assert!(self.stdout.is_empty(), "stdout on failure: {}", self.stdout);
+        }
         // Plugin log lines (warn level) may come first; the error is its own line.
         assert!(
             self.stderr.lines().any(|l| l.starts_with("Error: ")),
@@ -182,9 +198,19 @@ impl Cli {
         self.run(&all)
     }
 
-    /// `call` succeeds and prints exactly `expected` (one line of JSON).
+    /// `call` prints exactly `expected` (one line of JSON) and exits 0, or 3 when
+    /// `expected` is the plugin's `{"err": ...}`.
     fn expect(&self, id: &str, function: &str, args: &[&str], expected: Value) -> Run {
-        let r = self.call(id, function, args).ok();
+        let r = self.call(id, function, args);
+        let code = if expected.get("err").is_some() { 3 } else { 0 };
+        assert_eq!(
+            r.code,
+            Some(code),
+            "{}: call {id} {function} {args:?}\nstdout:\n{}\nstderr:\n{}",
+            self.compiler,
+            r.stdout,
+            r.stderr
+        );
         assert_eq!(
             r.stdout,
             format!("{expected}\n"),
@@ -407,7 +433,13 @@ fn legacy_provider_every_function() {
             &[],
             "unknown function 'no-such-function'",
         );
-        cli.expect_failure(LP, "chat", &["[1]", "echo"], "wrong shape");
+        let r = cli.expect_failure(
+            LP,
+            "chat",
+            &["[1]", "echo"],
+            "argument 1 (messages) of 'chat': messages[0]: got 1; expected record { role: enum { system, user, assistant, tool }, content: string }",
+        );
+        assert_eq!(r.code, Some(2), "{compiler}");
     }
 }
 
@@ -744,7 +776,7 @@ fn legacy_channel_every_function() {
 
         polled.push((compiler, channel_common(&cli, LC, &http, &wss)));
 
-        // Legacy failures exit 1.
+        // Legacy failures exit non-zero (3: the plugin failed).
         cli.expect_failure(LC, "poll", &[], "not configured");
         let r = cli.expect_failure(
             LC,
@@ -797,11 +829,11 @@ fn chat_channel_every_function() {
 
         polled.push((compiler, channel_common(&cli, CC, &http, &wss)));
 
-        // Canonical err results are printed as values.
+        // Canonical err results are printed as values (and exit 3).
         cli.expect(CC, "poll", &[], json!({"err": "not configured"}));
         let r = cli
             .call(CC, "auth-init", &[r#"{"gateway_url":"wss://x/"}"#])
-            .ok();
+            .plugin_err();
         let err = r.json()["err"]
             .as_str()
             .map(str::to_string)
@@ -823,7 +855,7 @@ fn chat_channel_every_function() {
             json!({"ok": null}),
         );
         let before = wss.connections().len();
-        let v = cli.call(CC, "poll", &[]).ok().json();
+        let v = cli.call(CC, "poll", &[]).plugin_err().json();
         let err = v["err"].as_str().unwrap_or_default();
         assert!(
             err.starts_with("ws.connect failed: WebSocket host not allowed"),

@@ -1080,7 +1080,8 @@ fn cli_limit_flags_stop_a_looping_call() {
         msgs,
         "loop",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // Limit failures exit 4 (host or limit failure).
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("plugin legacy-provider exceeded its CPU budget of 0.05 s in provider_chat"),
@@ -1096,7 +1097,7 @@ fn cli_limit_flags_stop_a_looping_call() {
         msgs,
         "loop",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("plugin legacy-provider exceeded its time limit of 0.5 s in provider_chat"),

@@ -50,6 +50,45 @@ fn resolve_target(global: &Global, target: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// What `plugin add`/`update` do with a plugin that has check errors.
+#[derive(Debug, Clone, Copy)]
+pub enum Gate {
+    /// Installing a new plugin: nothing is installed.
+    Install,
+    /// Updating: the installed version stays.
+    Update,
+}
+
+/// Run the checks of `plugin check` on `dir` (the tree about to be installed, with the
+/// compiler the plugin will run on) and refuse it when they report errors, listing them
+/// all. Warnings are returned for the caller to show.
+pub fn gate(global: &Global, dir: &Path, shown: &str, gate: Gate) -> anyhow::Result<Vec<String>> {
+    let report = tark_wasmer::check::analyze_for_install(dir, global.compiler.unwrap_or_default());
+    if report.errors.is_empty() {
+        return Ok(report.warnings);
+    }
+    let who = report
+        .id
+        .as_deref()
+        .map(|id| format!("plugin '{}'", printable(id)))
+        .unwrap_or_else(|| "the plugin".into());
+    let (verb, outcome) = match gate {
+        Gate::Install => ("install", "Nothing was installed."),
+        Gate::Update => ("update", "The installed version is unchanged."),
+    };
+    let list: Vec<String> = report
+        .errors
+        .iter()
+        .map(|e| format!("  - {}", printable(e).replace('\n', "\n    ")))
+        .collect();
+    bail!(
+        "Refusing to {verb} {who}: plugin check found {} error(s):\n{}\n{outcome} Run `tark-wasmer plugin check {}` for the full report.",
+        report.errors.len(),
+        list.join("\n"),
+        printable(shown)
+    )
+}
+
 /// `plugin check <PATH|ID> [--json]`.
 pub fn check(global: &Global, target: &str, as_json: bool, out: &mut Out) -> anyhow::Result<()> {
     let dir = resolve_target(global, target)?;

@@ -2,8 +2,8 @@
 //! directory, plus `call` to run one plugin function and print its result as JSON.
 //!
 //! Errors are printed as `Error: <message>` (with a `Caused by:` list of the underlying
-//! causes that the message does not already say) and exit with status 1; usage errors
-//! are clap's (status 2).
+//! causes that the message does not already say) and exit with the status of
+//! `call_cmd::EXIT_CODES` (1 error, 2 usage, 3 the plugin failed, 4 host or limit).
 //!
 //! Logging goes to stderr through `env_logger` ([`log_filter`]): by default warnings of
 //! every crate plus plugin log lines (`[plugin:<id>] ...`, info and up); `-v`/`-vv` add
@@ -81,6 +81,7 @@ Examples:
   tark-wasmer plugin add https://github.com/me/plugins.git --branch dev --path auth/gemini
   tark-wasmer plugin add https://github.com/me/plugins.git#v1.2.0 -p auth/gemini
   tark-wasmer plugin add /srv/git/plugins.git#main --json --yes
+  tark-wasmer plugin add ./my-plugin --link        # a rebuild is picked up
 
 Sources:
   A path (an existing one, or one starting with /, ./, ../ or ~) is a local directory: it
@@ -101,7 +102,19 @@ Confirmation:
   The plugin's capabilities are shown before installing. When stdin is a terminal you are
   asked to confirm (--yes skips the question); when stdin is not a terminal (scripts, CI)
   the plugin is installed without asking, as tark does. Nothing is left behind when the
-  clone, the checks or the copy fail.";
+  clone, the checks or the copy fail.
+
+Checks:
+  The checks of `plugin check` run first (with the selected compiler); a plugin with
+  errors (not a wasm module, exports or world not matching its type, manifest errors, ...)
+  is refused with the list of what is wrong, and nothing is installed.
+
+Links:
+  --link (or --dev) installs a local directory by reference: the plugins directory gets a
+  symbolic link <plugins>/<id> -> the directory, so every rebuild of the module is what
+  the next call (and tark) loads. tark follows the link like any plugin directory; the
+  plugin's data/ and .disabled live in the linked directory; no .install.json is written,
+  so `plugin update` skips it; `plugin remove` deletes only the link.";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -178,32 +191,78 @@ Examples:
   tark-wasmer call my-provider info
   tark-wasmer call my-provider auth-init '{\"api_key\":\"k\"}'
   tark-wasmer call my-provider chat '[{\"role\":\"user\",\"content\":\"hi\"}]' my-model
-  tark-wasmer call my-auth display-name
-  tark-wasmer call my-provider provider_info      # raw legacy export: its raw text
+  tark-wasmer call --stream my-provider chat '[{\"role\":\"user\",\"content\":\"hi\"}]' my-model
+  tark-wasmer call my-channel start -- poll -- poll       # three calls, one instance
+  tark-wasmer call my-tool execute word_count '{\"text\":\"a b\"}'
+  tark-wasmer call my-hook on-event '{\"kind\":\"session-start\",\"session_id\":\"s\",\"payload_json\":\"{}\"}'
+  tark-wasmer call ./my-plugin get-tools              # a plugin directory, not installed
+  tark-wasmer call my-provider provider_info          # raw legacy export: its raw text
+  tark-wasmer plugin info my-provider                 # every function with its signature
 ";
 
-/// `call --help`: the examples, then the functions of each type both ABIs have (from
-/// the function table).
+const REPL_EXAMPLES: &str = "\
+Examples:
+  tark-wasmer repl my-provider
+  printf '%s\\n' '{\"function\":\"info\"}' '{\"function\":\"models\",\"id\":2}' | tark-wasmer repl my-provider --jsonl
+
+Each line is one call on the same live instance (state such as a stream id or a started
+channel carries over). Interactive lines are FUNCTION [ARG]... with shell-like quoting;
+`functions` lists what the plugin answers to. --jsonl answers one JSON object per line and
+exits 0 at the end of input; each answer's error.code follows the exit status of `call`.";
+
+/// `call --help`: the examples, the functions of each plugin type (from the function
+/// table; `*` marks those legacy plugins have too), the argument rule and the exit codes.
 fn call_help() -> String {
     use tark_wasmer::plugin::functions;
-    let lists: Vec<String> = [PluginType::Auth, PluginType::Provider, PluginType::Channel]
-        .into_iter()
-        .map(|ty| {
-            let names: Vec<&str> = functions::of_type(ty)
-                .filter(|f| f.legacy.is_some())
-                .filter_map(|f| f.wit)
-                .collect();
-            format!("{}: {}", ty.as_str(), names.join(", "))
-        })
-        .collect();
-    let text = format!(
-        "FUNCTION is a kebab-case function of the plugin's tark interface ({}) or a raw legacy \
-         export name. Each ARG is one parameter as JSON; an ARG that is not valid JSON is \
-         taken as a string. The result is printed as one line of JSON; any failure prints a \
-         message on stderr and exits 1.",
-        lists.join("; ")
-    );
-    format!("{CALL_EXAMPLES}\n{}", wrap(&text, 90))
+    let lists: Vec<String> = [
+        PluginType::Auth,
+        PluginType::Tool,
+        PluginType::Provider,
+        PluginType::Channel,
+        PluginType::Hook,
+    ]
+    .into_iter()
+    .map(|ty| {
+        let names: Vec<String> = functions::of_type(ty)
+            .filter_map(|f| {
+                f.wit
+                    .map(|w| format!("{w}{}", if f.legacy.is_some() { "*" } else { "" }))
+            })
+            .collect();
+        let raw: Vec<&str> = functions::of_type(ty)
+            .filter_map(|f| f.legacy.map(|l| l.name))
+            .collect();
+        let mut text = format!("{}: {}", ty.as_str(), names.join(", "));
+        if !raw.is_empty() {
+            text.push_str(&format!("; legacy exports: {}", raw.join(", ")));
+        }
+        text
+    })
+    .collect();
+    let rule = "Each ARG is one parameter: text for a string parameter (a quoted JSON string \
+                is unquoted), JSON of the parameter's WIT type for the others (invalid JSON \
+                or a mismatch is a usage error naming the field). `--` starts another call on \
+                the same live instance. Results are printed one JSON line each: records as \
+                objects with snake_case keys, enums as strings, results as {\"ok\": v} or \
+                {\"err\": e}. A plugin directory (containing a /) runs without installing; \
+                its storage lives in the user's data directory (tark-wasmer/dev-data/ID).";
+    format!(
+        "{CALL_EXAMPLES}\nFunctions by plugin type (* = legacy plugins have it too):\n{}\n\n{}\n\n{}",
+        lists
+            .iter()
+            .map(|l| {
+                let w = wrap(l, 86);
+                w.lines()
+                    .enumerate()
+                    .map(|(i, line)| format!("{}{line}", if i == 0 { "  " } else { "      " }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        wrap(rule, 90),
+        call_cmd::EXIT_CODES
+    )
 }
 
 /// Greedy word wrap at `width` columns.
@@ -227,7 +286,7 @@ fn wrap(text: &str, width: usize) -> String {
 
 /// Run tark's WebAssembly plugins on wasmer.
 #[derive(Debug, Parser)]
-#[command(name = "tark-wasmer", version, after_help = MAIN_EXAMPLES)]
+#[command(name = "tark-wasmer", version, after_help = format!("{MAIN_EXAMPLES}\n\n{}", call_cmd::EXIT_CODES))]
 pub struct Cli {
     /// Plugins directory [default: $TARK_PLUGINS_DIR, else tark's, e.g.
     /// ~/.local/share/tark/plugins]
@@ -320,9 +379,12 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Call one function of an installed plugin and print the result as JSON
+    /// Call functions of a plugin and print each result as a line of JSON
     #[command(after_help = call_help())]
     Call(CallArgs),
+    /// Call functions of a plugin interactively (or from JSON lines) on one live instance
+    #[command(after_help = REPL_EXAMPLES)]
+    Repl(ReplArgs),
     /// Inspect or empty the on-disk cache of compiled plugin code
     #[command(after_help = cache_cmd::CACHE_EXAMPLES)]
     Cache {
@@ -441,6 +503,10 @@ enum PluginCommand {
         /// Install without asking for confirmation
         #[arg(short, long)]
         yes: bool,
+        /// Link a local plugin directory instead of copying it: a rebuild is picked up
+        /// without `plugin update` (see "Links" below)
+        #[arg(long, visible_alias = "dev", conflicts_with_all = ["branch"])]
+        link: bool,
         /// Print the installed plugin as JSON instead of text
         #[arg(long)]
         json: bool,
@@ -533,13 +599,35 @@ enum PluginCommand {
 /// Arguments of `call`.
 #[derive(Debug, Args)]
 pub struct CallArgs {
-    /// Plugin id
+    /// Stream a provider's chat: chat-stream-start, then chat-stream-poll until done,
+    /// one JSON line per chunk as it arrives
+    #[arg(long)]
+    stream: bool,
+    /// Plugin id, or a plugin directory (not installed: runs its current build)
+    #[arg(value_name = "ID|PATH")]
     id: String,
-    /// Function name (kebab-case interface name or raw legacy export)
-    function: String,
-    /// Parameters, one per argument, as JSON (non-JSON text is a string)
-    #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
-    args: Vec<String>,
+    /// The function (kebab-case interface name or raw legacy export), then its
+    /// parameters, one per argument: text for string parameters, JSON for the others;
+    /// `--` starts the next call on the same instance
+    #[arg(
+        value_name = "FUNCTION [ARG]...",
+        required = true,
+        allow_hyphen_values = true,
+        trailing_var_arg = true
+    )]
+    call: Vec<String>,
+}
+
+/// Arguments of `repl`.
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    /// Plugin id, or a plugin directory (not installed)
+    #[arg(value_name = "ID|PATH")]
+    id: String,
+    /// Read one JSON request per line ({"function": "f", "args": [...], "id": any}) and
+    /// answer one JSON line each ({"result": v} or {"error": {"code", "message"}})
+    #[arg(long)]
+    jsonl: bool,
 }
 
 /// Settings every command shares, resolved once.
@@ -565,7 +653,7 @@ pub fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("{}", format_error(&e));
-            ExitCode::FAILURE
+            ExitCode::from(call_cmd::exit_code(&e))
         }
     }
 }
@@ -648,6 +736,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 branch,
                 path,
                 yes,
+                link,
                 json,
             } => {
                 let req = plugin_cmd::AddRequest {
@@ -655,6 +744,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     branch,
                     path,
                     yes,
+                    link,
                     json,
                 };
                 plugin_cmd::add(&global, &req, &mut out)?
@@ -682,8 +772,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => new_cmd::new_plugin(&name, plugin_type.into(), dir.as_deref(), json, &mut out)?,
         },
         Command::Call(args) => {
-            call_cmd::call(&global, &args.id, &args.function, &args.args, &mut out)?
+            call_cmd::call(&global, &args.id, &args.call, args.stream, &mut out)?
         }
+        Command::Repl(args) => call_cmd::repl(&global, &args.id, args.jsonl, &mut out)?,
         Command::Cache { command } => match command {
             CacheCommand::Stats { json } => cache_cmd::stats(&global, json, &mut out)?,
             CacheCommand::Clear { json } => cache_cmd::clear(&global, json, &mut out)?,
@@ -777,15 +868,18 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn call_help_lists_the_functions_of_both_abis() {
-        let expected = "\
-FUNCTION is a kebab-case function of the plugin's tark interface (auth: display-name,
-status, get-token, logout; provider: info, models, auth-status, auth-init, auth-logout,
-chat; channel: info, start, stop, auth-status, auth-init, auth-logout, widget-state,
-handle-webhook, handle-gateway-event, poll, send) or a raw legacy export name. Each ARG is
-one parameter as JSON; an ARG that is not valid JSON is taken as a string. The result is
-printed as one line of JSON; any failure prints a message on stderr and exits 1.";
-        assert_eq!(call_help(), format!("{CALL_EXAMPLES}\n{expected}"));
+    fn call_help_covers_every_plugin_type_and_the_exit_codes() {
+        let help = call_help();
+        for needle in [
+            "  auth: display-name*, status*, start-device-flow, poll, get-token*, logout*;",
+            "  tool: get-tools, get-risk-level, execute\n",
+            "chat-stream-start, chat-stream-poll; legacy exports: provider_info",
+            "  hook: name, subscriptions, on-event\n",
+            "handle-webhook*",
+            "  3  the plugin reported a failure",
+        ] {
+            assert!(help.contains(needle), "{needle:?} not in\n{help}");
+        }
     }
 
     #[test]

@@ -63,7 +63,10 @@ const BUILD_SH: &str = r#"#!/usr/bin/env bash
 # `rustup target add wasm32-wasip1` once); otherwise Debian's Rust with the standard
 # library built from source (`apt-get install rustc-web cargo-web rust-web-src lld
 # wasi-libc`), with RUSTC_BOOTSTRAP=1 -Z build-std=std,panic_abort and wasm-ld.
-# Honours CARGO_TARGET_DIR (default: ./target). Works from any current directory.
+# Target directory: CARGO_TARGET_DIR when set, else one directory shared by every
+# scaffolded plugin, ${XDG_CACHE_HOME:-~/.cache}/tark-wasmer/plugin-target, so the
+# standard library and wit-bindgen are built once for all of them (minutes), not once per
+# plugin. Plugins are told apart by their package names. Works from any current directory.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -77,7 +80,7 @@ die() {
 
 PKG="$(sed -n '/^\[package\]/,/^\[/s/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml | head -n1)"
 [[ -n $PKG ]] || die "Cargo.toml has no [package] name"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HERE/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tark-wasmer/plugin-target}"
 
 rustup_has_target=0
 if command -v rustup >/dev/null 2>&1; then
@@ -582,12 +585,24 @@ pub fn new_plugin(
         out.line(format!("  {}", p.display()))?;
     }
     out.blank()?;
-    out.line("Next:")?;
+    out.line("Next steps:")?;
     out.line(format!("  cd {}", dir.display()))?;
-    out.line("  ./build.sh")?;
-    out.line("  tark-wasmer plugin check .")?;
-    out.line("  tark-wasmer plugin add . --yes")?;
-    out.line(format!("  tark-wasmer call {name} {call}"))?;
+    out.line("  ./build.sh                         # writes plugin.wasm")?;
+    out.line("  tark-wasmer plugin check .         # everything tark would trip on")?;
+    out.line(format!(
+        "  tark-wasmer call . {call}{}# run it without installing",
+        " ".repeat(17usize.saturating_sub(call.len()).max(1))
+    ))?;
+    out.line(
+        "  tark-wasmer plugin add . --link    # install by reference: rebuilds are picked up",
+    )?;
+    out.line(format!("  tark-wasmer plugin info {name}"))?;
+    out.blank()?;
+    out.line(
+        "build.sh shares one target directory between plugins (CARGO_TARGET_DIR, else\n\
+         ~/.cache/tark-wasmer/plugin-target): the first build compiles the standard\n\
+         library, later ones reuse it.",
+    )?;
     Ok(())
 }
 

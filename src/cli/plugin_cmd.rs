@@ -73,6 +73,8 @@ pub struct AddRequest {
     pub path: Option<String>,
     /// `--yes`: do not ask.
     pub yes: bool,
+    /// `--link`: install a local directory by reference.
+    pub link: bool,
     /// `--json`.
     pub json: bool,
 }
@@ -178,6 +180,9 @@ pub fn add(global: &Global, req: &AddRequest, out: &mut Out) -> anyhow::Result<(
                     src.display()
                 );
             }
+            if req.link {
+                return link_checked(global, &src, req, out);
+            }
             let source = InstallSource::local(&src)?;
             install_checked(global, &src, &src, source, req, out)
         }
@@ -186,6 +191,9 @@ pub fn add(global: &Global, req: &AddRequest, out: &mut Out) -> anyhow::Result<(
             recorded,
             reference,
         } => {
+            if req.link {
+                bail!("--link installs a local directory by reference; a git repository cannot be linked (clone it and link the clone)");
+            }
             out.line(format!("Repository: {}", printable(&recorded)))?;
             out.line(format!(
                 "Branch:     {}",
@@ -261,6 +269,14 @@ fn install_checked(
         return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
     }
     refuse_compile_bomb(&wasm)?;
+    // The checks of `plugin check`: a plugin with errors is refused with all of them
+    // listed (warnings are for `plugin check` to show).
+    super::check_cmd::gate(
+        global,
+        copy_from,
+        &shown.to_string_lossy(),
+        super::check_cmd::Gate::Install,
+    )?;
     let mut registry = scanned_registry(global)?;
     if registry.contains(&id) {
         bail!(
@@ -324,6 +340,63 @@ pub fn refuse_compile_bomb(wasm: &Path) -> anyhow::Result<()> {
     if let Err(e @ BoundsError::TooComplex { .. }) = check_module_bounds(&bytes) {
         bail!("{}: {e}\nNothing was installed.", wasm.display());
     }
+    Ok(())
+}
+
+/// `plugin add --link`: the checks, the question, then a link instead of a copy.
+fn link_checked(
+    global: &Global,
+    src: &Path,
+    req: &AddRequest,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let manifest = read_source_manifest(src)?;
+    let wasm = manifest.wasm_path(src)?;
+    if !wasm.is_file() {
+        return Err(RegistryError::WasmNotBuilt { path: wasm }.into());
+    }
+    super::check_cmd::gate(
+        global,
+        src,
+        &src.to_string_lossy(),
+        super::check_cmd::Gate::Install,
+    )?;
+    let id = manifest.id().to_string();
+    out.line(format!(
+        "Found plugin: {} v{} (linking {})",
+        out.paint(printable(&id), Style::Green),
+        printable(manifest.version()),
+        src.display()
+    ))?;
+    let mut caps = manifest.capabilities.summary_lines();
+    if caps.is_empty() {
+        caps.push("  (none)".to_string());
+    }
+    out.line("Capabilities:")?;
+    for line in &caps {
+        out.line(line)?;
+    }
+    out.flush()?;
+    if !req.yes && !confirm(&format!("Link plugin '{}'?", printable(&id)), &caps)? {
+        bail!(
+            "Installation cancelled: nothing was installed (pass --yes to install without asking)"
+        );
+    }
+    let mut registry = scanned_registry(global)?;
+    let linked = registry.link_dir(src)?;
+    if req.json {
+        let mut m = summary_json(&linked);
+        m.insert("link".into(), json!(src.to_string_lossy()));
+        out.json(&Value::Object(m))?;
+        return Ok(());
+    }
+    out.blank()?;
+    out.line(format!(
+        "✅ Linked plugin: {} -> {}",
+        out.paint(printable(linked.id()), Style::Green),
+        src.display()
+    ))?;
+    out.line("Rebuilds are picked up on the next load; `plugin remove` deletes only the link.")?;
     Ok(())
 }
 
@@ -446,10 +519,18 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
     let registry = scanned_registry(global)?;
     let p = lookup(&registry, id)?;
     let module = module_facts(global, p);
+    let funcs = function_rows(p);
     if as_json {
         let mut v = info_json(p)?;
         if let Value::Object(m) = &mut v {
             m.insert("module".into(), module.to_json());
+            m.insert(
+                "functions".into(),
+                match &funcs {
+                    Ok(rows) => serde_json::to_value(rows)?,
+                    Err(_) => Value::Null,
+                },
+            );
         }
         out.line(serde_json::to_string_pretty(&v)?)?;
         return Ok(());
@@ -542,6 +623,13 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
         label(out, "Data:"),
         printable(&p.data_dir().to_string_lossy())
     ))?;
+    if let Some(target) = tark_wasmer::registry::link_target(&p.dir) {
+        out.line(format!(
+            "  {}  {} (linked)",
+            label(out, "Source:"),
+            printable(&target.to_string_lossy())
+        ))?;
+    }
     if let Some(install) = &p.install {
         let kind = if install.is_git { "git" } else { "local" };
         out.line(format!(
@@ -592,7 +680,42 @@ pub fn info(global: &Global, id: &str, as_json: bool, out: &mut Out) -> anyhow::
             module.compiler
         ))?;
     }
+    if let Ok(rows) = &funcs {
+        out.blank()?;
+        out.line(label(out, "Functions:"))?;
+        let width = rows
+            .iter()
+            .map(|f| printable(&f.name).chars().count())
+            .max()
+            .unwrap_or(0);
+        for f in rows {
+            let name = printable(&f.name);
+            let pad = " ".repeat(width.saturating_sub(name.chars().count()));
+            let (mark, note) = if f.callable {
+                (out.paint("✓", Style::Green), String::new())
+            } else {
+                (
+                    out.paint("✗", Style::Red),
+                    format!("  ({})", printable(f.note.as_deref().unwrap_or(""))),
+                )
+            };
+            out.line(format!(
+                "  {name}{pad}  {mark}  {}{note}",
+                printable(&f.signature)
+            ))?;
+        }
+        out.line("  (✓ callable with `tark-wasmer call`)")?;
+    }
     Ok(())
+}
+
+/// Every function the plugin's module exports, with its signature and whether `call`
+/// can run it.
+fn function_rows(p: &InstalledPlugin) -> anyhow::Result<Vec<tark_wasmer::check::ExportedFunction>> {
+    let path = p.checked_wasm_path()?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+    tark_wasmer::check::exported_functions(&bytes, p.plugin_type()).map_err(|e| anyhow!(e))
 }
 
 /// What `info` says about the module itself.

@@ -79,7 +79,11 @@ fn fetch(source: &InstallSource) -> anyhow::Result<Fetched> {
 }
 
 /// Update one plugin; the version before and after.
-fn update_one(registry: &mut PluginRegistry, id: &str) -> anyhow::Result<(String, String)> {
+fn update_one(
+    global: &Global,
+    registry: &mut PluginRegistry,
+    id: &str,
+) -> anyhow::Result<(String, String)> {
     let plugin = registry
         .get(id)
         .ok_or_else(|| RegistryError::NotFound { id: id.to_string() })?;
@@ -89,6 +93,12 @@ fn update_one(registry: &mut PluginRegistry, id: &str) -> anyhow::Result<(String
     if let Ok(m) = PluginManifest::load_quiet(&fetched.dir.join(MANIFEST_FILE)) {
         super::plugin_cmd::refuse_compile_bomb(&m.wasm_path(&fetched.dir)?)?;
     }
+    super::check_cmd::gate(
+        global,
+        &fetched.dir,
+        &fetched.dir.to_string_lossy(),
+        super::check_cmd::Gate::Update,
+    )?;
     let updated = registry.update_from_dir(id, &fetched.dir)?;
     let after = updated.manifest.version().to_string();
     // A relative local path (tark's record) becomes absolute, so the next update works
@@ -131,6 +141,13 @@ pub fn update(
             let plugin = registry
                 .get(id)
                 .ok_or_else(|| RegistryError::NotFound { id: id.to_string() })?;
+            if let Some(target) = tark_wasmer::registry::link_target(&plugin.dir) {
+                bail!(
+                    "Plugin '{}' is linked to {} (plugin add --link): there is nothing to fetch, the next load runs its latest build",
+                    printable(id),
+                    target.display()
+                );
+            }
             let source = plugin.install_source()?;
             out.line(format!(
                 "Updating {} from {}",
@@ -138,7 +155,7 @@ pub fn update(
                 describe(source)
             ))?;
             out.flush()?;
-            let (before, after) = update_one(&mut registry, id)?;
+            let (before, after) = update_one(global, &mut registry, id)?;
             if as_json {
                 out.json(&json!({
                     "updated": [{"id": id, "version_before": before, "version": after}],
@@ -166,6 +183,14 @@ pub fn update(
     }
     let (mut updated, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for id in ids {
+        if registry
+            .get(&id)
+            .and_then(|p| tark_wasmer::registry::link_target(&p.dir))
+            .is_some()
+        {
+            skipped.push(json!({"id": id, "reason": "linked (plugin add --link)"}));
+            continue;
+        }
         let source = registry.get(&id).and_then(|p| p.install.clone());
         let Some(source) = source else {
             skipped.push(json!({"id": id, "reason": format!("no readable {}", tark_wasmer::registry::INSTALL_FILE)}));
@@ -177,7 +202,7 @@ pub fn update(
             describe(&source)
         ))?;
         out.flush()?;
-        match update_one(&mut registry, &id) {
+        match update_one(global, &mut registry, &id) {
             Ok((before, after)) => {
                 out.line(format!(
                     "✅ Updated {}",

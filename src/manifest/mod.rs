@@ -37,7 +37,7 @@ pub use sections::{
     ActivationConfig, ChannelContribution, CommandContribution, ConfigContribution, LimitsSection,
     PluginActivation, PluginCapabilities, PluginContributions, ProviderContribution,
 };
-use validate::precheck_plugin_table;
+use validate::{precheck_errors, precheck_plugin_table};
 
 /// File name of the manifest inside a plugin directory.
 pub const MANIFEST_FILE: &str = "plugin.toml";
@@ -328,6 +328,88 @@ impl PluginManifest {
         Ok(manifest)
     }
 
+    /// Everything wrong with the manifest at `path` at once, for `plugin check`: every
+    /// rule that fails (not only the first), and warnings, including keys no section
+    /// knows (tark ignores them; they are usually typos). The known keys come from the
+    /// manifest types themselves (what serde did not use), so a new section or key is
+    /// known as soon as it is a field.
+    pub fn diagnose(path: &Path) -> Diagnosis {
+        let mut d = Diagnosis::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(error) => {
+                d.errors.push(
+                    ManifestError::Read {
+                        path: path.to_path_buf(),
+                        error,
+                    }
+                    .to_string(),
+                );
+                return d;
+            }
+        };
+        let parse_error = |e: toml::de::Error| {
+            ManifestError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string().trim_end().to_string(),
+            }
+            .to_string()
+        };
+        let table: toml::Table = match toml::from_str(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                d.errors.push(parse_error(e));
+                return d;
+            }
+        };
+        let pre = precheck_errors(&table, path);
+        let pre_failed = !pre.is_empty();
+        d.errors.extend(pre.iter().map(ToString::to_string));
+        let mut unknown: Vec<String> = Vec::new();
+        let parsed = toml::Deserializer::parse(&text).and_then(|de| {
+            serde_ignored::deserialize(de, |p: serde_ignored::Path<'_>| unknown.push(p.to_string()))
+        });
+        let mut manifest: PluginManifest = match parsed {
+            Ok(m) => m,
+            Err(e) => {
+                if !pre_failed {
+                    d.errors.push(parse_error(e));
+                }
+                return d;
+            }
+        };
+        if let Some(oauth) = manifest.oauth.as_mut() {
+            oauth.expand_placeholders_with(&|name| std::env::var(name).ok());
+        }
+        let known = serde_json::to_value(&manifest).unwrap_or_default();
+        for key in unknown {
+            d.warnings.push(unknown_key_warning(&key, &known));
+        }
+        d.errors.extend(
+            manifest
+                .validation_errors(path)
+                .iter()
+                .map(ToString::to_string),
+        );
+        if let Err(e) = manifest.check_compatibility_at(path) {
+            d.errors.push(e.to_string());
+        }
+        let plugin_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if d.errors.is_empty() {
+            if let Err(e) = manifest.wasm_path(plugin_dir) {
+                d.errors.push(e.to_string());
+            }
+        }
+        d.warnings.extend(manifest.warnings());
+        if d.errors.is_empty() {
+            d.manifest = Some(manifest);
+        }
+        d
+    }
+
     /// The plugin id (`[plugin] name`).
     pub fn id(&self) -> &str {
         &self.plugin.name
@@ -347,6 +429,63 @@ impl PluginManifest {
     pub fn plugin_type(&self) -> PluginType {
         self.plugin.plugin_type
     }
+}
+
+/// What [`PluginManifest::diagnose`] found.
+#[derive(Debug, Default)]
+pub struct Diagnosis {
+    /// The manifest, when it has no errors.
+    pub manifest: Option<PluginManifest>,
+    /// Every error (each one would stop tark from loading the plugin).
+    pub errors: Vec<String>,
+    /// Warnings: unknown keys (with a "did you mean"), and [`PluginManifest::warnings`].
+    pub warnings: Vec<String>,
+}
+
+/// `Unknown key ...` for a key serde ignored (`capabilities.network`), with the keys its
+/// table knows (read from the parsed manifest as JSON, so every field is there).
+fn unknown_key_warning(key_path: &str, known: &serde_json::Value) -> String {
+    let mut parts: Vec<&str> = key_path.split('.').collect();
+    let key = parts.pop().unwrap_or(key_path);
+    let mut node = known;
+    for part in &parts {
+        node = match node {
+            serde_json::Value::Array(items) => match part.parse::<usize>() {
+                Ok(i) => items.get(i).unwrap_or(&serde_json::Value::Null),
+                Err(_) => &serde_json::Value::Null,
+            },
+            serde_json::Value::Object(m) => m.get(*part).unwrap_or(&serde_json::Value::Null),
+            _ => &serde_json::Value::Null,
+        };
+    }
+    let names: Vec<&str> = match node {
+        serde_json::Value::Object(m) => m.keys().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let section = if parts.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in [{}]", parts.join("."))
+    };
+    let best = names
+        .iter()
+        .map(|n| (strsim::jaro_winkler(key, n), *n))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n);
+    let hint = match best {
+        Some(n) => format!(": did you mean `{n}`?"),
+        None => String::new(),
+    };
+    let list = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (known keys: {})", names.join(", "))
+    };
+    format!(
+        "Unknown key `{}` {section} is ignored{hint}{list}",
+        printable(key)
+    )
 }
 
 /// Text from a manifest or the file system made safe for a terminal: control characters

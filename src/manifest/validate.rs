@@ -18,9 +18,19 @@ impl PluginManifest {
     /// Validate, naming `manifest_path` in errors. Rules in tark's order: name required,
     /// version required, version semver, name characters; then the `wasm` path.
     pub fn validate_at(&self, manifest_path: &Path) -> Result<(), ManifestError> {
+        match self.validation_errors(manifest_path).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule of [`Self::validate_at`] that fails, in tark's order (for `plugin
+    /// check`, which reports them all at once).
+    pub fn validation_errors(&self, manifest_path: &Path) -> Vec<ManifestError> {
         let p = &self.plugin;
+        let mut errors = Vec::new();
         if p.name.is_empty() {
-            return Err(invalid(
+            errors.push(invalid(
                 manifest_path,
                 "[plugin] name",
                 "is required".into(),
@@ -28,23 +38,22 @@ impl PluginManifest {
             ));
         }
         if p.version.is_empty() {
-            return Err(invalid(
+            errors.push(invalid(
                 manifest_path,
                 "[plugin] version",
                 "is required".into(),
                 r#"set version = "0.1.0" under [plugin]"#,
             ));
-        }
-        if semver::Version::parse(&p.version).is_err() {
-            return Err(invalid(
+        } else if semver::Version::parse(&p.version).is_err() {
+            errors.push(invalid(
                 manifest_path,
                 "[plugin] version",
                 format!("{:?} is not valid semver", p.version),
                 "expected MAJOR.MINOR.PATCH such as 1.0.0",
             ));
         }
-        if !is_valid_plugin_name(&p.name) {
-            return Err(invalid(
+        if !p.name.is_empty() && !is_valid_plugin_name(&p.name) {
+            errors.push(invalid(
                 manifest_path,
                 "[plugin] name",
                 format!(
@@ -54,11 +63,13 @@ impl PluginManifest {
                 "use only letters, digits, '-' and '_'; the name is also the install directory name",
             ));
         }
-        self.check_wasm_lexical(manifest_path)?;
-        self.limits
-            .request()
-            .map(|_| ())
-            .map_err(|(field, message, fix)| invalid(manifest_path, field, message, fix))
+        if let Err(e) = self.check_wasm_lexical(manifest_path) {
+            errors.push(e);
+        }
+        if let Err((field, message, fix)) = self.limits.request() {
+            errors.push(invalid(manifest_path, field, message, fix));
+        }
+        errors
     }
 
     /// The checks on `wasm` that need no file system: not empty, names a file, relative,
@@ -288,25 +299,34 @@ fn check_min_tark_version(declared: &str) -> VersionCheck {
 /// Before serde sees the manifest: check the `[plugin]` keys tark requires so the error
 /// names the field and the fix instead of serde's "missing field".
 pub(super) fn precheck_plugin_table(table: &toml::Table, path: &Path) -> Result<(), ManifestError> {
+    match precheck_errors(table, path).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every failure of [`precheck_plugin_table`], not just the first.
+pub(super) fn precheck_errors(table: &toml::Table, path: &Path) -> Vec<ManifestError> {
     let plugin = match table.get("plugin") {
         Some(toml::Value::Table(t)) => t,
         Some(other) => {
-            return Err(invalid(
+            return vec![invalid(
                 path,
                 "[plugin]",
                 format!("must be a table, found {}", other.type_str()),
                 "write a [plugin] section with name, version and type",
-            ))
+            )]
         }
         None => {
-            return Err(invalid(
+            return vec![invalid(
                 path,
                 "[plugin]",
                 "section is missing".into(),
                 r#"add a [plugin] section with name = "...", version = "0.1.0" and type = "...""#,
-            ))
+            )]
         }
     };
+    let mut errors = Vec::new();
     let required = [
         ("name", r#"set name = "my-plugin" under [plugin]"#),
         ("version", r#"set version = "0.1.0" under [plugin]"#),
@@ -315,22 +335,20 @@ pub(super) fn precheck_plugin_table(table: &toml::Table, path: &Path) -> Result<
         let field = format!("[plugin] {key}");
         match plugin.get(key) {
             Some(toml::Value::String(_)) => {}
-            Some(other) => {
-                return Err(invalid(
-                    path,
-                    &field,
-                    format!("must be a string, found {}", other.type_str()),
-                    fix,
-                ))
-            }
-            None => return Err(invalid(path, &field, "is required".into(), fix)),
+            Some(other) => errors.push(invalid(
+                path,
+                &field,
+                format!("must be a string, found {}", other.type_str()),
+                fix,
+            )),
+            None => errors.push(invalid(path, &field, "is required".into(), fix)),
         }
     }
     let type_fix = format!("use one of: {}", PluginType::valid_list());
     match plugin.get("type") {
         Some(toml::Value::String(s)) => {
             if s.parse::<PluginType>().is_err() {
-                return Err(invalid(
+                errors.push(invalid(
                     path,
                     "[plugin] type",
                     format!("{:?} is not a valid plugin type", printable(s)),
@@ -338,22 +356,18 @@ pub(super) fn precheck_plugin_table(table: &toml::Table, path: &Path) -> Result<
                 ));
             }
         }
-        Some(other) => {
-            return Err(invalid(
-                path,
-                "[plugin] type",
-                format!("must be a string, found {}", other.type_str()),
-                &type_fix,
-            ))
-        }
-        None => {
-            return Err(invalid(
-                path,
-                "[plugin] type",
-                "is required".into(),
-                &type_fix,
-            ))
-        }
+        Some(other) => errors.push(invalid(
+            path,
+            "[plugin] type",
+            format!("must be a string, found {}", other.type_str()),
+            &type_fix,
+        )),
+        None => errors.push(invalid(
+            path,
+            "[plugin] type",
+            "is required".into(),
+            &type_fix,
+        )),
     }
-    Ok(())
+    errors
 }

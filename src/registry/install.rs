@@ -121,6 +121,56 @@ impl PluginRegistry {
         Ok(plugin)
     }
 
+    /// Install a plugin by reference (`plugin add --link`): `<plugins_dir>/<id>` becomes a
+    /// symbolic link to the source directory, so a rebuilt module is what the next load
+    /// runs (the artifact cache is keyed by the module's hash).
+    ///
+    /// tark sees a linked plugin like any other: its scan follows the link to a directory
+    /// holding `plugin.toml`. Everything tark writes for the plugin (`data/`, `.disabled`)
+    /// lands in the source directory; no `.install.json` is written (so `plugin update`
+    /// skips it: there is nothing to fetch). Removing it removes only the link, never the
+    /// source.
+    pub fn link_dir(&mut self, src: &Path) -> Result<InstalledPlugin, RegistryError> {
+        let src = absolute(src)?;
+        let src = std::fs::canonicalize(&src)
+            .map_err(io_err(format!("Failed to resolve {}", src.display())))?;
+        let (manifest, _) = check_source(&src)?;
+        let id = manifest.id().to_string();
+        check_id(&id)?;
+        if self.contains(&id) {
+            return Err(RegistryError::AlreadyInstalled { id });
+        }
+        self.prepare_plugins_dir(&src)?;
+        let dest = self.plugins_dir.join(&id);
+        if exists_no_follow(&dest) {
+            return Err(RegistryError::Io {
+                context: format!(
+                    "Cannot link {}: {} already exists (not a plugin this host can load)",
+                    id,
+                    dest.display()
+                ),
+                error: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
+        }
+        // Created under a temporary name and renamed: the link appears whole or not at all.
+        let tmp = self.temp_path("link", &id);
+        symlink_dir(&src, &tmp).map_err(io_err(format!(
+            "Failed to create a link to {}",
+            src.display()
+        )))?;
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            remove_temp(&tmp);
+            return Err(RegistryError::Io {
+                context: format!("Failed to create {}", dest.display()),
+                error: e,
+            });
+        }
+        let plugin = InstalledPlugin::load_quiet(&dest)?;
+        self.plugins.insert(id.clone(), plugin.clone());
+        log::info!("Linked plugin: {id} -> {}", src.display());
+        Ok(plugin)
+    }
+
     /// Update an installed plugin from a source directory, keeping its `data/`,
     /// `.disabled` and `.install.json`. The source must declare the same id. The new tree is
     /// staged and validated before anything of the old plugin is touched; any failure leaves
@@ -485,6 +535,26 @@ fn ensure_wasm_copied(
 }
 
 /// Delete a file, symlink or directory tree (never following symlinks).
+#[cfg(unix)]
+fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_dir(target, link)
+}
+
+/// Is this installed plugin directory a link made by [`PluginRegistry::link_dir`]? Its
+/// target when it is.
+pub fn link_target(dir: &Path) -> Option<PathBuf> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    std::fs::read_link(dir).ok()
+}
+
 fn remove_any(path: &Path) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(path)?;
     if meta.is_dir() {

@@ -38,6 +38,7 @@ mod tests;
 
 pub use crate::host::storage::STORAGE_FILE;
 pub use install::PAUSE_ENV;
+pub use install::link_target;
 pub use scan::{InstalledPlugin, LoadError};
 pub use source::InstallSource;
 

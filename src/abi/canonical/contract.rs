@@ -31,6 +31,9 @@ pub struct FuncSig {
     pub params: Vec<(String, Ty)>,
     /// Result type, if any.
     pub result: Option<Ty>,
+    /// The signature as the WIT spells it, with type names
+    /// (`func(messages: list<message>, model: string) -> result<chat-response, string>`).
+    pub wit: String,
 }
 
 impl FuncSig {
@@ -153,12 +156,25 @@ impl Contract {
                     Some(t) => Some(ty_of(&resolve, t)?),
                     None => None,
                 };
+                let wit = format!(
+                    "func({}){}",
+                    f.params
+                        .iter()
+                        .map(|p| format!("{}: {}", p.name, wit_name(&resolve, &p.ty)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    f.result
+                        .as_ref()
+                        .map(|t| format!(" -> {}", wit_name(&resolve, t)))
+                        .unwrap_or_default()
+                );
                 funcs.insert(
                     fname.clone(),
                     FuncSig {
                         name: fname.clone(),
                         params,
                         result,
+                        wit,
                     },
                 );
             }
@@ -186,6 +202,57 @@ impl Contract {
             );
         }
         Ok(Contract { interfaces, worlds })
+    }
+}
+
+/// A type as the WIT source names it: named types by name, anonymous ones spelled out.
+fn wit_name(resolve: &Resolve, t: &Type) -> String {
+    let Type::Id(id) = t else {
+        return match t {
+            Type::Bool => "bool",
+            Type::U8 => "u8",
+            Type::U16 => "u16",
+            Type::U32 => "u32",
+            Type::U64 => "u64",
+            Type::S8 => "s8",
+            Type::S16 => "s16",
+            Type::S32 => "s32",
+            Type::S64 => "s64",
+            Type::F32 => "f32",
+            Type::F64 => "f64",
+            Type::Char => "char",
+            Type::String => "string",
+            _ => "error-context",
+        }
+        .to_string();
+    };
+    let def = &resolve.types[*id];
+    if let Some(name) = &def.name {
+        return name.clone();
+    }
+    let opt = |t: &Option<Type>| {
+        t.as_ref()
+            .map(|t| wit_name(resolve, t))
+            .unwrap_or_else(|| "_".into())
+    };
+    match &def.kind {
+        TypeDefKind::List(t) => format!("list<{}>", wit_name(resolve, t)),
+        TypeDefKind::Option(t) => format!("option<{}>", wit_name(resolve, t)),
+        TypeDefKind::Tuple(tt) => format!(
+            "tuple<{}>",
+            tt.types
+                .iter()
+                .map(|t| wit_name(resolve, t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        TypeDefKind::Result(r) => match (&r.ok, &r.err) {
+            (None, None) => "result".into(),
+            (ok, None) => format!("result<{}>", opt(ok)),
+            (ok, err) => format!("result<{}, {}>", opt(ok), opt(err)),
+        },
+        TypeDefKind::Type(t) => wit_name(resolve, t),
+        other => other.as_str().to_string(),
     }
 }
 

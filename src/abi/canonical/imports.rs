@@ -215,6 +215,7 @@ fn http_record_types() -> Result<&'static (Ty, Ty), TypeMismatch> {
                 _ => Err(TypeMismatch {
                     ty: "http.get".into(),
                     detail: "expected result<http-response, http-error>".into(),
+                    path: String::new(),
                 }),
             }
         })

@@ -325,22 +325,153 @@ pub fn record_by_name(ty: &Ty, mut fields: Vec<(&str, Val)>) -> Result<Val, Type
     Ok(Val::Record(vals))
 }
 
-/// A value did not match its type.
+/// A value did not match its type: where (`messages[2].role`, empty at the top), what
+/// was wrong, and the type in WIT syntax (abbreviated), so a plugin author reads their
+/// own language rather than the host's Rust.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("value does not match type {ty}: {detail}")]
+#[error("{}{detail}; expected {ty}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct TypeMismatch {
-    /// The type, abbreviated.
+    /// The type in WIT syntax, abbreviated.
     pub ty: String,
     /// What was wrong.
     pub detail: String,
+    /// Path of the bad value below the top (`[2].role`), empty at the top.
+    pub path: String,
+}
+
+impl TypeMismatch {
+    /// The same mismatch with its path below `root` (a parameter name).
+    pub fn under(mut self, root: &str) -> Self {
+        self.path = format!("{root}{}", self.path);
+        self
+    }
 }
 
 fn mismatch(ty: &Ty, detail: impl Into<String>) -> TypeMismatch {
-    let mut t = format!("{ty:?}");
-    t.truncate(80);
     TypeMismatch {
-        ty: t,
+        ty: ty.to_string(),
         detail: detail.into(),
+        path: String::new(),
+    }
+}
+
+/// Prefix the path of a mismatch found inside an element or field.
+fn inside(e: TypeMismatch, step: String) -> TypeMismatch {
+    TypeMismatch {
+        path: format!("{step}{}", e.path),
+        ..e
+    }
+}
+
+/// A JSON value as a short text for messages (long values cut on a char boundary).
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 40 {
+        return text;
+    }
+    let cut: String = text.chars().take(37).collect();
+    format!("{cut}...")
+}
+
+/// How many fields or cases of a record, variant or enum are spelled out before `...`.
+const SHOWN_ITEMS: usize = 4;
+
+impl Ty {
+    fn write_wit(&self, out: &mut String, depth: usize) {
+        use std::fmt::Write;
+        let name = match self {
+            Ty::Bool => "bool",
+            Ty::U8 => "u8",
+            Ty::S8 => "s8",
+            Ty::U16 => "u16",
+            Ty::S16 => "s16",
+            Ty::U32 => "u32",
+            Ty::S32 => "s32",
+            Ty::U64 => "u64",
+            Ty::S64 => "s64",
+            Ty::F32 => "f32",
+            Ty::F64 => "f64",
+            Ty::Char => "char",
+            Ty::String => "string",
+            _ => "",
+        };
+        if !name.is_empty() {
+            out.push_str(name);
+            return;
+        }
+        let items = |out: &mut String, kw: &str, parts: Vec<String>| {
+            if depth > 1 {
+                let _ = write!(out, "{kw} {{ ... }}");
+                return;
+            }
+            let n = parts.len();
+            let mut shown: Vec<String> = parts.into_iter().take(SHOWN_ITEMS).collect();
+            if n > SHOWN_ITEMS {
+                shown.push("...".into());
+            }
+            let _ = write!(out, "{kw} {{ {} }}", shown.join(", "));
+        };
+        let sub = |t: &Ty| {
+            let mut s = String::new();
+            t.write_wit(&mut s, depth + 1);
+            s
+        };
+        match self {
+            Ty::List(t) => {
+                let _ = write!(out, "list<{}>", sub(t));
+            }
+            Ty::Option(t) => {
+                let _ = write!(out, "option<{}>", sub(t));
+            }
+            Ty::Tuple(ts) => {
+                let parts: Vec<String> = ts.iter().map(sub).collect();
+                let _ = write!(out, "tuple<{}>", parts.join(", "));
+            }
+            Ty::Result(ok, err) => {
+                let part =
+                    |t: &Option<Box<Ty>>| t.as_deref().map(sub).unwrap_or_else(|| "_".into());
+                match (ok, err) {
+                    (None, None) => out.push_str("result"),
+                    (ok, None) => {
+                        let _ = write!(out, "result<{}>", part(ok));
+                    }
+                    (ok, err) => {
+                        let _ = write!(out, "result<{}, {}>", part(ok), part(err));
+                    }
+                }
+            }
+            Ty::Record(fields) => items(
+                out,
+                "record",
+                fields
+                    .iter()
+                    .map(|(n, t)| format!("{n}: {}", sub(t)))
+                    .collect(),
+            ),
+            Ty::Enum(cases) => items(out, "enum", cases.clone()),
+            Ty::Variant(cases) => items(
+                out,
+                "variant",
+                cases
+                    .iter()
+                    .map(|(n, t)| match t {
+                        Some(t) => format!("{n}({})", sub(t)),
+                        None => n.clone(),
+                    })
+                    .collect(),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The type in WIT syntax (`list<u32>`, `record { conversation-id: string, ... }`), with
+/// long records, variants and enums and deep nesting abbreviated by `...`.
+impl std::fmt::Display for Ty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        self.write_wit(&mut s, 0);
+        f.write_str(&s)
     }
 }
 
@@ -468,17 +599,32 @@ fn int<T: TryFrom<i64> + TryFrom<u64>>(ty: &Ty, v: &Value) -> Result<T, TypeMism
     if let Some(i) = v.as_i64() {
         return T::try_from(i).map_err(|_| mismatch(ty, format!("{i} is out of range")));
     }
-    Err(mismatch(ty, format!("expected an integer, got {v}")))
+    Err(got(ty, v))
+}
+
+/// "got <value>" for a value of the wrong kind.
+fn got(ty: &Ty, v: &Value) -> TypeMismatch {
+    mismatch(ty, format!("got {}", short(v)))
+}
+
+/// The key of a JSON object field in a path: `.name`, or `["odd key"]`.
+fn field_step(key: &str) -> String {
+    if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        format!(".{key}")
+    } else {
+        format!("[{}]", Value::String(key.to_string()))
+    }
 }
 
 /// The [`Val`] of a JSON value (the inverse of [`to_json`]). For a `string` parameter any
-/// non-string JSON is refused; callers decide how to treat free text.
+/// non-string JSON is refused; callers decide how to treat free text. A mismatch names
+/// the path of the bad value below `v` (`[2].role`).
 pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
     Ok(match ty {
-        Ty::Bool => Val::Bool(
-            v.as_bool()
-                .ok_or_else(|| mismatch(ty, format!("expected true/false, got {v}")))?,
-        ),
+        Ty::Bool => Val::Bool(v.as_bool().ok_or_else(|| got(ty, v))?),
         Ty::U8 => Val::U8(int(ty, v)?),
         Ty::S8 => Val::S8(int(ty, v)?),
         Ty::U16 => Val::U16(int(ty, v)?),
@@ -487,53 +633,47 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
         Ty::S32 => Val::S32(int(ty, v)?),
         Ty::U64 => Val::U64(int(ty, v)?),
         Ty::S64 => Val::S64(int(ty, v)?),
-        Ty::F32 => Val::F32(
-            v.as_f64()
-                .ok_or_else(|| mismatch(ty, "expected a number"))? as f32,
-        ),
-        Ty::F64 => Val::F64(
-            v.as_f64()
-                .ok_or_else(|| mismatch(ty, "expected a number"))?,
-        ),
+        Ty::F32 => Val::F32(v.as_f64().ok_or_else(|| got(ty, v))? as f32),
+        Ty::F64 => Val::F64(v.as_f64().ok_or_else(|| got(ty, v))?),
         Ty::Char => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| mismatch(ty, "expected a one-character string"))?;
+            let s = v.as_str().ok_or_else(|| got(ty, v))?;
             let mut chars = s.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Val::Char(c),
-                _ => return Err(mismatch(ty, "expected exactly one character")),
+                _ => {
+                    return Err(mismatch(
+                        ty,
+                        format!("got {} (a char is exactly one character)", short(v)),
+                    ))
+                }
             }
         }
-        Ty::String => Val::String(
-            v.as_str()
-                .ok_or_else(|| mismatch(ty, format!("expected a string, got {v}")))?
-                .to_string(),
-        ),
+        Ty::String => Val::String(v.as_str().ok_or_else(|| got(ty, v))?.to_string()),
         Ty::List(t) => {
-            let items = v
-                .as_array()
-                .ok_or_else(|| mismatch(ty, "expected an array"))?;
+            let items = v.as_array().ok_or_else(|| got(ty, v))?;
+            let each = |(i, x): (usize, &Value)| -> Result<Val, TypeMismatch> {
+                from_json(t, x).map_err(|e| inside(e, format!("[{i}]")))
+            };
             if **t == Ty::U8 {
                 Val::Bytes(
                     items
                         .iter()
-                        .map(|x| int::<u8>(t, x))
+                        .enumerate()
+                        .map(|(i, x)| int::<u8>(t, x).map_err(|e| inside(e, format!("[{i}]"))))
                         .collect::<Result<_, _>>()?,
                 )
             } else {
                 Val::List(
                     items
                         .iter()
-                        .map(|x| from_json(t, x))
+                        .enumerate()
+                        .map(each)
                         .collect::<Result<_, _>>()?,
                 )
             }
         }
         Ty::Record(fields) => {
-            let obj = v
-                .as_object()
-                .ok_or_else(|| mismatch(ty, "expected an object"))?;
+            let obj = v.as_object().ok_or_else(|| got(ty, v))?;
             let mut vals = Vec::with_capacity(fields.len());
             for (name, t) in fields {
                 let key = snake(name);
@@ -541,39 +681,36 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
                 let fv = match (fv, t) {
                     (Some(x), _) => x,
                     (None, Ty::Option(_)) => &Value::Null,
-                    (None, _) => return Err(mismatch(ty, format!("missing field `{key}`"))),
+                    (None, _) => {
+                        return Err(inside(mismatch(t, "missing field"), field_step(&key)))
+                    }
                 };
-                vals.push(from_json(t, fv)?);
+                vals.push(from_json(t, fv).map_err(|e| inside(e, field_step(&key)))?);
             }
             Val::Record(vals)
         }
         Ty::Tuple(ts) => {
-            let items = v
-                .as_array()
-                .ok_or_else(|| mismatch(ty, "expected an array"))?;
+            let items = v.as_array().ok_or_else(|| got(ty, v))?;
             if items.len() != ts.len() {
-                return Err(mismatch(ty, format!("expected {} items", ts.len())));
+                return Err(mismatch(
+                    ty,
+                    format!("got {} items, {}", items.len(), short(v)),
+                ));
             }
             Val::Tuple(
                 ts.iter()
                     .zip(items)
-                    .map(|(t, x)| from_json(t, x))
+                    .enumerate()
+                    .map(|(i, (t, x))| from_json(t, x).map_err(|e| inside(e, format!("[{i}]"))))
                     .collect::<Result<_, _>>()?,
             )
         }
         Ty::Enum(names) => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| mismatch(ty, "expected a case name"))?;
+            let s = v.as_str().ok_or_else(|| got(ty, v))?;
             let i = names
                 .iter()
                 .position(|n| n == s || snake(n) == s)
-                .ok_or_else(|| {
-                    mismatch(
-                        ty,
-                        format!("unknown case `{s}`; cases: {}", names.join(", ")),
-                    )
-                })?;
+                .ok_or_else(|| mismatch(ty, format!("unknown case {}", short(v))))?;
             Val::Enum(i as u32)
         }
         Ty::Variant(cases) => {
@@ -581,19 +718,33 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
                 Value::String(s) => (s.as_str(), None),
                 Value::Object(m) if m.len() == 1 => match m.iter().next() {
                     Some((k, p)) => (k.as_str(), Some(p)),
-                    None => return Err(mismatch(ty, "expected a case")),
+                    None => return Err(got(ty, v)),
                 },
-                _ => return Err(mismatch(ty, "expected \"case\" or {\"case\": payload}")),
+                _ => {
+                    return Err(mismatch(
+                        ty,
+                        format!("got {} (write \"case\" or {{\"case\": payload}})", short(v)),
+                    ))
+                }
             };
-            let i = cases
+            let Some(i) = cases
                 .iter()
                 .position(|(n, _)| n == name || snake(n) == name)
-                .ok_or_else(|| mismatch(ty, format!("unknown case `{name}`")))?;
-            let (_, t) = &cases[i];
+            else {
+                return Err(mismatch(ty, format!("unknown case \"{name}\"")));
+            };
+            let t = cases.get(i).and_then(|(_, t)| t.as_ref());
             let payload = match (t, payload) {
                 (None, None) | (None, Some(Value::Null)) => None,
-                (Some(t), Some(p)) => Some(Box::new(from_json(t, p)?)),
-                _ => return Err(mismatch(ty, format!("case `{name}` payload mismatch"))),
+                (Some(t), Some(p)) => Some(Box::new(
+                    from_json(t, p).map_err(|e| inside(e, field_step(name)))?,
+                )),
+                (Some(_), None) => {
+                    return Err(mismatch(ty, format!("case \"{name}\" needs a payload")))
+                }
+                (None, Some(_)) => {
+                    return Err(mismatch(ty, format!("case \"{name}\" takes no payload")))
+                }
             };
             Val::Variant(i as u32, payload)
         }
@@ -605,7 +756,13 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
                         .as_object()
                         .and_then(|m| m.get("some"))
                         .ok_or_else(|| {
-                            mismatch(ty, "nested option: expected null or {\"some\": v}")
+                            mismatch(
+                                ty,
+                                format!(
+                                    "got {} (a nested option is null or {{\"some\": v}})",
+                                    short(v)
+                                ),
+                            )
                         })?
                 } else {
                     other
@@ -614,17 +771,23 @@ pub fn from_json(ty: &Ty, v: &Value) -> Result<Val, TypeMismatch> {
             }
         },
         Ty::Result(ok, err) => {
-            let m = v
-                .as_object()
-                .ok_or_else(|| mismatch(ty, "expected {\"ok\": v} or {\"err\": e}"))?;
+            let shape = || {
+                mismatch(
+                    ty,
+                    format!("got {} (write {{\"ok\": v}} or {{\"err\": e}})", short(v)),
+                )
+            };
+            let m = v.as_object().ok_or_else(shape)?;
             let (is_ok, p) = match (m.get("ok"), m.get("err")) {
                 (Some(p), None) => (true, p),
                 (None, Some(p)) => (false, p),
-                _ => return Err(mismatch(ty, "expected {\"ok\": v} or {\"err\": e}")),
+                _ => return Err(shape()),
             };
             let t = if is_ok { ok } else { err };
             let payload = match t {
-                Some(t) => Some(Box::new(from_json(t, p)?)),
+                Some(t) => Some(Box::new(from_json(t, p).map_err(|e| {
+                    inside(e, if is_ok { ".ok".into() } else { ".err".into() })
+                })?)),
                 None => None,
             };
             Val::Result(if is_ok { Ok(payload) } else { Err(payload) })
