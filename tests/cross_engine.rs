@@ -8,12 +8,6 @@
 //! architecture with the native transcript, so code generation differences between
 //! architectures show up as a diff here.
 //!
-//! Status: written but not yet compiled or run (the session that wrote it had no native
-//! build in time). It lives in tests/pending/ so cargo does not build it; to enable it, move
-//! it to tests/, run `TARK_WASMER_BLESS=1 cargo test --test cross_engine` once on x86_64
-//! (records `tests/cross_engine.json` after checking that the compilers agree), review the
-//! transcript, and commit both.
-//!
 //! After a deliberate change to an example plugin or to the script, rewrite the expected
 //! transcript with `TARK_WASMER_BLESS=1 cargo test --test cross_engine` and review the diff.
 
