@@ -51,6 +51,24 @@
 //!
 //! `ARCHITECTURE.md` in the repository maps the modules and the rules between them.
 
+// ---- Targets wasmer 7.4 cannot serve: a clear error instead of one deep inside wasmer -----
+// wasmer 7.4 stops every native compiler on Windows (singlepass, cranelift and LLVM each
+// have a `compile_error!` for `target_os = "windows"`), and its compilers emit code only for
+// 64-bit targets (singlepass: x86_64, aarch64, riscv64; cranelift: x86_64, aarch64,
+// riscv64). README "Platforms" has the full matrix.
+#[cfg(windows)]
+compile_error!(
+    "tark-wasmer does not build for Windows: wasmer 7.4 supports none of its compilers \
+     (singlepass, cranelift, LLVM) there. Use tark's own wasmtime host on Windows \
+     (wasmtime supports Windows at Tier 1)."
+);
+#[cfg(all(target_pointer_width = "32", not(target_family = "wasm")))]
+compile_error!(
+    "tark-wasmer does not build for 32-bit targets: wasmer 7.4's compilers (singlepass, \
+     cranelift) generate code only for x86_64, aarch64 and riscv64. Use tark's own \
+     wasmtime host there (wasmtime runs 32-bit targets through its Pulley interpreter)."
+);
+
 // ---- 1. Describing and finding plugins -------------------------------------------------
 pub mod manifest;
 mod policy;
