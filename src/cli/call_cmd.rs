@@ -22,15 +22,9 @@ fn host_config() -> anyhow::Result<HostConfig> {
     Ok(HostConfig::from_environment()?)
 }
 
-/// `call`: refuse unknown and disabled plugins, load (compile) the plugin, call, print.
-pub fn call(
-    global: &Global,
-    id: &str,
-    function: &str,
-    args: &[String],
-    out: &mut Out,
-) -> anyhow::Result<()> {
-    let options = HostOptions {
+/// The host `call` builds from the global options.
+fn host_options(global: &Global) -> anyhow::Result<HostOptions> {
+    Ok(HostOptions {
         plugins_dir: Some(global.plugins_dir.clone()),
         compiler: global.compiler,
         config: HostConfig {
@@ -39,8 +33,37 @@ pub fn call(
         },
         cache: global.cache.clone(),
         ..HostOptions::default()
-    };
-    let mut host = PluginHost::with_options(options)?;
+    })
+}
+
+/// After `plugin add` / `plugin update`: compile plugin `id` into the artifact cache with
+/// the compiler and settings `call` would use, so its first call does not compile. A
+/// failure is only logged: the plugin is installed, and `call` reports compile errors.
+pub fn precompile(global: &Global, id: &str) {
+    let result = (|| -> anyhow::Result<()> {
+        let host = PluginHost::with_options(host_options(global)?)?;
+        let plugin = host
+            .registry()
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let outcome = host.precompile(plugin)?;
+        log::debug!("precompiled plugin {id}: {outcome:?}");
+        Ok(())
+    })();
+    if let Err(e) = result {
+        log::warn!("Could not precompile plugin '{id}' (it will compile on first use): {e:#}");
+    }
+}
+
+/// `call`: refuse unknown and disabled plugins, load (compile) the plugin, call, print.
+pub fn call(
+    global: &Global,
+    id: &str,
+    function: &str,
+    args: &[String],
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let mut host = PluginHost::with_options(host_options(global)?)?;
     let plugin = host
         .registry()
         .get(id)

@@ -291,6 +291,7 @@ fn install_checked(
     out.blank()?;
     out.line("Installing...")?;
     let installed = registry.install_from_dir(copy_from, source, false)?;
+    super::call_cmd::precompile(global, installed.id());
     if req.json {
         let mut m = summary_json(&installed);
         m.insert(

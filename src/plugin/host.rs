@@ -144,6 +144,22 @@ impl PluginHost {
         Ok(())
     }
 
+    /// Compile an installed plugin into the artifact cache without loading it, with the
+    /// engine [`PluginHost::load`] would pick (compiler and the plugin's code-affecting
+    /// limits). `plugin add` and `plugin update` call this, so the first `call` after
+    /// them loads a cached artifact instead of compiling. Says where the module came
+    /// from ([`CacheOutcome::DiskHit`] when it was already cached).
+    pub fn precompile(&self, plugin: &InstalledPlugin) -> Result<CacheOutcome> {
+        let wasm = plugin.checked_wasm_path()?;
+        let limits = self
+            .plugin_limits
+            .get(&plugin.id)
+            .unwrap_or(&self.services.config.limits);
+        let engine = self.engine_for(limits)?;
+        let (_, outcome) = engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
+        Ok(outcome)
+    }
+
     /// The engine for a plugin with `limits`: the host's, or the shared engine of the
     /// same compiler with the plugin's code-affecting settings.
     fn engine_for(&self, limits: &Limits) -> Result<Arc<WasmEngine>> {
