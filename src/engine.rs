@@ -119,7 +119,7 @@ pub struct CompiledModule {
 /// applied per store and call, so one compiled module serves every plugin setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EngineSettings {
-    /// Compile with operator metering (the CPU budget of [`Limits::cpu_budget`]).
+    /// Compile with operator metering (the CPU budget of [`Limits::cpu_time`]).
     pub metering: bool,
 }
 
@@ -176,13 +176,13 @@ impl WasmEngine {
             #[cfg(feature = "singlepass")]
             Compiler::Singlepass => {
                 let mut config = wasmer::sys::Singlepass::default();
-                config.push_middleware(metering::metering_middleware());
+                config.push_middleware(metering::metering_middleware(compiler));
                 config.into()
             }
             #[cfg(feature = "cranelift")]
             Compiler::Cranelift => {
                 let mut config = wasmer::sys::Cranelift::default();
-                config.push_middleware(metering::metering_middleware());
+                config.push_middleware(metering::metering_middleware(compiler));
                 config.into()
             }
             #[allow(unreachable_patterns)]
@@ -263,13 +263,14 @@ impl WasmEngine {
     /// fingerprints must produce interchangeable artifacts.
     ///
     /// Today: the compiler and the metering scheme, e.g.
-    /// `singlepass;metering=region2:200000000000` or `cranelift;metering=off:region2` (the
+    /// `singlepass;metering=region3/170/1000/60000/3000000:5000000000000` or
+    /// `cranelift;metering=off:region3/...` (the
     /// deadline's charge points are compiled in even without metering). The memory
     /// limit is not part of it: it lives in per-store tunables whose memory style (the
     /// only code-affecting part) is wasmer's default. CPU budgets and deadlines are set
     /// per call and affect no code.
     pub fn settings_fingerprint(&self) -> String {
-        let metering = metering::metering_fingerprint(self.settings.metering);
+        let metering = metering::metering_fingerprint(self.compiler, self.settings.metering);
         format!("{};metering={metering}", self.compiler.as_str())
     }
 

@@ -24,6 +24,7 @@ use tark_wasmer::{Error, HostOptions, Limits, PluginHost};
 const GUEST: &str = r#"
 (module
   (import "tark:log" "info" (func $log (param i32 i32)))
+  (import "tark:storage" "get" (func $sget (param i32 i32 i32) (result i32)))
   (memory (export "memory") 2 65536)
   (global $heap (mut i32) (i32.const 1024))
   (data (i32.const 16) "PANIC_IN_HOST_LOGGER")
@@ -64,8 +65,32 @@ const GUEST: &str = r#"
       (else (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1)))
                      (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
   (func (export "fib_huge") (result i32) (call $fib (i32.const 60)))
+  (func (export "spin_storage") (result i32)
+    (loop $l (drop (call $sget (i32.const 16) (i32.const 5) (i32.const 4096))) (br $l))
+    (i32.const 0))
   (func (export "log_marker") (result i32)
     (call $log (i32.const 16) (i32.const 20))
+    (i32.const 0))
+)
+"#;
+
+/// A legacy plugin whose `alloc` never returns: the host calls it to pass any input.
+const ALLOC_SPIN: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (loop $l (br $l)) (i32.const 1024))
+  (func (export "take") (param i32 i32) (result i32) (i32.const 0))
+)
+"#;
+
+/// A canonical tool plugin whose `cabi_realloc` never returns: the host calls it to
+/// lower the tool name of `get-risk-level`.
+const REALLOC_SPIN: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (loop $l (br $l)) (i32.const 1024))
+  (func (export "tark:plugin/tool-plugin#get-risk-level") (param i32 i32) (result i32)
     (i32.const 0))
 )
 "#;
@@ -215,12 +240,241 @@ fn assert_recovered(host: &mut PluginHost, instances_before: u64) {
     assert_eq!(instances(host, "healthy"), 1);
 }
 
-fn no_wall_clock(cpu_budget: u64) -> Limits {
+fn no_wall_clock(cpu_time: Duration) -> Limits {
     Limits {
-        cpu_budget,
+        cpu_time,
         call_time_limit: None,
         ..Limits::default()
     }
+}
+
+/// CPU time of the calling thread (Linux: `CLOCK_THREAD_CPUTIME_ID`): what a CPU budget
+/// bounds, whatever else runs on the machine. Elsewhere: None.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: a valid clock id and a valid out-pointer.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime");
+        Some(Duration::new(
+            u64::try_from(ts.sec).expect("seconds"),
+            u32::try_from(ts.nsec).expect("nanoseconds"),
+        ))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// One runaway case under the default limits: its name and what it does on a host.
+type Runaway = (&'static str, fn(Compiler) -> String);
+
+fn runaway_env(id: &str, ty: &str, wat: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.install_wat(id, ty, "storage = true", wat);
+    env
+}
+
+fn runaway_legacy(compiler: Compiler, id: &str, wat: &str, f: &str, input: Option<&str>) -> String {
+    let env = runaway_env(id, "provider", wat);
+    let mut host = host_with(&env, compiler, Limits::default(), &[]);
+    match host.get_mut(id).expect("loaded").legacy_code(f, input) {
+        Err(e) => e.to_string(),
+        Ok(n) => panic!("{compiler} {id} {f}: returned {n}"),
+    }
+}
+
+const RUNAWAYS: &[Runaway] = &[
+    ("loop br 0", |c| {
+        runaway_legacy(c, "guest", GUEST, "spin", None)
+    }),
+    ("loop calling log.info", |c| {
+        runaway_legacy(c, "guest", GUEST, "spin_import", None)
+    }),
+    ("loop calling storage.get", |c| {
+        runaway_legacy(c, "guest", GUEST, "spin_storage", None)
+    }),
+    ("recursion without loops", |c| {
+        runaway_legacy(c, "guest", GUEST, "fib_huge", None)
+    }),
+    ("deep recursion", |c| {
+        runaway_legacy(c, "guest", GUEST, "recurse", None)
+    }),
+    ("loop in alloc", |c| {
+        runaway_legacy(c, "allocspin", ALLOC_SPIN, "take", Some("input"))
+    }),
+    ("loop in cabi_realloc", |c| {
+        let env = runaway_env("reallocspin", "tool", REALLOC_SPIN);
+        let mut host = host_with(&env, c, Limits::default(), &[]);
+        let p = host.get_mut("reallocspin").expect("loaded");
+        call_err(p.tool_get_risk_level("some tool")).to_string()
+    }),
+    ("endless start function", |c| {
+        let wat = r#"(module (memory (export "memory") 1) (func $s (loop $l (br $l))) (start $s)
+                       (func (export "ok") (result i32) (i32.const 1)))"#;
+        let env = runaway_env("starter", "provider", wat);
+        let mut host = host_with(&env, c, Limits::default(), &[]);
+        match host
+            .get_mut("starter")
+            .expect("loaded")
+            .legacy_code("ok", None)
+        {
+            Err(e) => e.to_string(),
+            Ok(n) => panic!("{c}: returned {n}"),
+        }
+    }),
+    ("endless _initialize", |c| {
+        let wat = r#"(module (memory (export "memory") 1)
+                       (func (export "_initialize") (loop $l (br $l)))
+                       (func (export "ok") (result i32) (i32.const 1)))"#;
+        let env = runaway_env("reactor", "provider", wat);
+        let mut host = host_with(&env, c, Limits::default(), &[]);
+        match host
+            .get_mut("reactor")
+            .expect("loaded")
+            .legacy_code("ok", None)
+        {
+            Err(e) => e.to_string(),
+            Ok(n) => panic!("{c}: returned {n}"),
+        }
+    }),
+];
+
+/// Issue 11: with the default limits, every runaway case ends with a clear error within
+/// 10 s of CPU on both compilers (the default budget is 5 s of the cheapest code per
+/// point; everything else is charged more per second). The cases run concurrently, so
+/// the test takes about the longest case's time times the oversubscription of the
+/// cores; the bound is on each call's own thread CPU time, which load does not stretch.
+/// Wall-clock time is only bounded by the default 120 s wall-clock limit: a CPU budget
+/// error (not a time-limit error) proves the budget fired first.
+#[test]
+fn every_runaway_case_ends_with_a_clear_error_within_10_s_by_default() {
+    let defaults = Limits::default();
+    assert_eq!(defaults.cpu_time, Duration::from_secs(5));
+    let mut threads = Vec::new();
+    for compiler in compilers() {
+        for &(case, run) in RUNAWAYS {
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{compiler} {case}"))
+                    // Room for the host's own frames around a guest that overflows.
+                    .stack_size(8 << 20)
+                    .spawn(move || {
+                        let cpu = thread_cpu_time();
+                        let wall = std::time::Instant::now();
+                        let message = run(compiler);
+                        let cpu = thread_cpu_time().zip(cpu).map(|(b, a)| b - a);
+                        (compiler, case, message, cpu, wall.elapsed())
+                    })
+                    .expect("spawn"),
+            );
+        }
+    }
+    let mut report = Vec::new();
+    for t in threads {
+        let (compiler, case, message, cpu, wall) = t.join().expect("case thread");
+        report.push(format!(
+            "{compiler} {case}: cpu {cpu:?} wall {wall:?}: {message}"
+        ));
+        let expected = match case {
+            "deep recursion" => "stack",
+            "loop in cabi_realloc" => {
+                "exceeded its CPU budget of 5 s in tark:plugin/tool-plugin#get-risk-level"
+            }
+            "loop in alloc" => "exceeded its CPU budget of 5 s in take",
+            "endless start function" => "exceeded its CPU budget of 5 s in start",
+            "endless _initialize" => "exceeded its CPU budget of 5 s in _initialize",
+            "loop br 0" => "exceeded its CPU budget of 5 s in spin",
+            "loop calling log.info" => "exceeded its CPU budget of 5 s in spin_import",
+            "loop calling storage.get" => "exceeded its CPU budget of 5 s in spin_storage",
+            "recursion without loops" => "exceeded its CPU budget of 5 s in fib_huge",
+            other => panic!("unknown case {other}"),
+        };
+        assert!(
+            message.contains(expected),
+            "{compiler} {case}: {message:?} should say {expected:?}"
+        );
+        if let Some(cpu) = cpu {
+            assert!(
+                cpu <= Duration::from_secs(12),
+                "{compiler} {case}: stopped after {cpu:?} of CPU: {message}"
+            );
+        }
+    }
+    // The measured times, for the record (`cargo test -- --nocapture`).
+    println!("{}", report.join("\n"));
+}
+
+/// `[limits]` in plugin.toml replaces the host's values for that plugin, capped at the
+/// host's `plugin_max`; host-set per-plugin limits are the base the manifest applies to.
+#[test]
+fn plugin_toml_limits_apply_up_to_the_host_maximum() {
+    let compiler = compilers()[0];
+    let env = TestEnv::new();
+    let lowered = "[limits]\ncpu_seconds = 0.02\nmemory_mb = 8";
+    env.install_wat("modest", "provider", lowered, GUEST);
+    let greedy = "[limits]\ncpu_seconds = 3600";
+    env.install_wat("greedy", "provider", greedy, GUEST);
+    let host_limits = Limits {
+        plugin_max: tark_wasmer::limits::PluginMax {
+            cpu_time: Duration::from_millis(50),
+            ..Default::default()
+        },
+        ..Limits::default()
+    };
+    let mut host = host_with(&env, compiler, host_limits, &[]);
+    let e = call_err(
+        host.get_mut("modest")
+            .expect("loaded")
+            .legacy_code("spin", None),
+    );
+    assert_eq!(
+        e.to_string(),
+        "plugin modest exceeded its CPU budget of 0.02 s in spin"
+    );
+    let e = call_err(
+        host.get_mut("modest")
+            .expect("loaded")
+            .legacy_code("grow_until_refused", None),
+    );
+    assert!(e.to_string().contains("memory limit of 8 MiB"), "{e}");
+    // 3600 s asked, 0.05 s allowed by this host.
+    let e = call_err(
+        host.get_mut("greedy")
+            .expect("loaded")
+            .legacy_code("spin", None),
+    );
+    assert_eq!(
+        e.to_string(),
+        "plugin greedy exceeded its CPU budget of 0.05 s in spin"
+    );
+    // A host-set per-plugin limit is the base: its own maximum caps the manifest.
+    let per_plugin = Limits {
+        plugin_max: tark_wasmer::limits::PluginMax {
+            cpu_time: Duration::from_millis(30),
+            ..Default::default()
+        },
+        ..Limits::default()
+    };
+    let mut host = host_with(&env, compiler, Limits::default(), &[("greedy", per_plugin)]);
+    let e = call_err(
+        host.get_mut("greedy")
+            .expect("loaded")
+            .legacy_code("spin", None),
+    );
+    assert_eq!(
+        e.to_string(),
+        "plugin greedy exceeded its CPU budget of 0.03 s in spin"
+    );
 }
 
 #[test]
@@ -228,7 +482,12 @@ fn an_infinite_loop_ends_with_the_cpu_budget_error() {
     for compiler in compilers() {
         let env = guest_env();
         // Metering alone (no wall clock) must stop it.
-        let mut host = host_with(&env, compiler, no_wall_clock(50_000_000), &[]);
+        let mut host = host_with(
+            &env,
+            compiler,
+            no_wall_clock(Duration::from_millis(20)),
+            &[],
+        );
         assert_eq!(code(&mut host, "healthy", "ok"), 42);
         assert_eq!(code(&mut host, "guest", "ok"), 7);
         let e = guest_err(&mut host, "spin");
@@ -236,12 +495,13 @@ fn an_infinite_loop_ends_with_the_cpu_budget_error() {
             e,
             CallError::CpuBudget {
                 plugin: "guest".into(),
-                function: "spin".into()
+                function: "spin".into(),
+                limit: Duration::from_millis(20),
             }
         );
         assert_eq!(
             e.to_string(),
-            "plugin guest exceeded its CPU budget in spin"
+            "plugin guest exceeded its CPU budget of 0.02 s in spin"
         );
         assert!(e.poisons_instance());
         assert_recovered(&mut host, 1);
@@ -256,20 +516,21 @@ fn an_infinite_loop_ends_with_the_cpu_budget_error() {
 fn the_budget_is_reset_before_each_call_and_overridable_per_plugin() {
     for compiler in compilers() {
         let env = guest_env();
-        // `work` executes about 8 million operators.
-        let mut host = host_with(&env, compiler, no_wall_clock(2_000_000), &[]);
+        // `work` runs a million iterations of 8 operators and a charge: about 2.4 ms at
+        // the reference speed (2.4 G points).
+        let mut host = host_with(&env, compiler, no_wall_clock(Duration::from_millis(1)), &[]);
         let e = guest_err(&mut host, "work");
         assert_eq!(
             e.to_string(),
-            "plugin guest exceeded its CPU budget in work"
+            "plugin guest exceeded its CPU budget of 0.001 s in work"
         );
         let mut host = host_with(
             &env,
             compiler,
-            no_wall_clock(2_000_000),
-            &[("guest", no_wall_clock(20_000_000))],
+            no_wall_clock(Duration::from_millis(1)),
+            &[("guest", no_wall_clock(Duration::from_millis(5)))],
         );
-        // Ten calls of 8 M points each fit because each call gets the full budget.
+        // Ten calls of 2.4 ms each fit because each call gets the full budget.
         for _ in 0..10 {
             assert_eq!(code(&mut host, "guest", "work"), 1_000_000);
         }
@@ -284,7 +545,7 @@ fn a_loop_with_a_huge_budget_ends_at_the_wall_clock_limit() {
     for compiler in compilers() {
         let env = guest_env();
         let limits = Limits {
-            cpu_budget: u64::MAX,
+            cpu_time: Duration::MAX,
             call_time_limit: Some(Duration::from_secs(1)),
             ..Limits::default()
         };
@@ -310,7 +571,7 @@ fn a_short_wall_clock_limit_stops_loops_import_loops_and_recursion() {
         for cpu_metering in [true, false] {
             let limits = Limits {
                 cpu_metering,
-                cpu_budget: u64::MAX,
+                cpu_time: Duration::MAX,
                 call_time_limit: Some(Duration::from_millis(200)),
                 ..Limits::default()
             };
@@ -398,7 +659,7 @@ fn time_blocked_in_host_functions_costs_no_cpu_budget() {
             &http_guest(&srv.url("/slow/700")),
         );
         // A budget far too small for 0.7 s of guest execution.
-        let mut host = host_with(&env, compiler, no_wall_clock(1_000_000), &[]);
+        let mut host = host_with(&env, compiler, no_wall_clock(Duration::from_millis(1)), &[]);
         for _ in 0..2 {
             let n = code(&mut host, "fetcher", "fetch");
             assert!(n > 0, "{compiler}: http.get returned {n}");
@@ -565,7 +826,10 @@ fn start_functions_and_initialize_are_limited_too() {
             &env,
             compiler,
             Limits::default(),
-            &[("starter", starter), ("reactor", no_wall_clock(10_000_000))],
+            &[
+                ("starter", starter),
+                ("reactor", no_wall_clock(Duration::from_millis(10))),
+            ],
         );
         match host
             .get_mut("starter")
@@ -592,7 +856,7 @@ fn start_functions_and_initialize_are_limited_too() {
                 ..
             }) => assert_eq!(
                 e.to_string(),
-                "plugin reactor exceeded its CPU budget in _initialize",
+                "plugin reactor exceeded its CPU budget of 0.01 s in _initialize",
                 "{compiler}"
             ),
             other => panic!("{compiler}: expected a CPU budget error, got {other:?}"),
@@ -646,7 +910,7 @@ fn canonical_plugins_get_the_same_limits() {
         let env = TestEnv::new();
         env.install_wat("canon", "tool", "", CANONICAL);
         let limits = Limits {
-            cpu_budget: 50_000_000,
+            cpu_time: Duration::from_millis(20),
             call_time_limit: None,
             memory_max: 8 * 1024 * 1024,
             ..Limits::default()
@@ -656,7 +920,7 @@ fn canonical_plugins_get_the_same_limits() {
         let e = call_err(p.tool_get_risk_level("spin"));
         assert_eq!(
             e.to_string(),
-            "plugin canon exceeded its CPU budget in tark:plugin/tool-plugin#get-risk-level"
+            "plugin canon exceeded its CPU budget of 0.02 s in tark:plugin/tool-plugin#get-risk-level"
         );
         assert_eq!(
             p.tool_get_risk_level("x").expect("fresh"),
@@ -675,7 +939,7 @@ fn canonical_plugins_get_the_same_limits() {
         );
         assert_eq!(p.instances_created(), 3);
         let limits = Limits {
-            cpu_budget: u64::MAX,
+            cpu_time: Duration::MAX,
             call_time_limit: Some(Duration::from_secs(1)),
             ..Limits::default()
         };
@@ -703,7 +967,7 @@ fn a_looping_plugin_does_not_disturb_a_healthy_one_on_another_thread() {
             let done = done.clone();
             std::thread::spawn(move || {
                 let limits = Limits {
-                    cpu_budget: u64::MAX,
+                    cpu_time: Duration::MAX,
                     call_time_limit: Some(Duration::from_secs(2)),
                     ..Limits::default()
                 };
@@ -742,7 +1006,7 @@ fn the_legacy_provider_loop_model_ends_with_the_cpu_budget_error() {
         let env = TestEnv::new();
         env.install_example("legacy-provider");
         let budget = Limits {
-            cpu_budget: 500_000_000,
+            cpu_time: Duration::from_millis(200),
             call_time_limit: None,
             ..Limits::default()
         };
@@ -760,7 +1024,7 @@ fn the_legacy_provider_loop_model_ends_with_the_cpu_budget_error() {
         let e = call_err(p.provider_chat(&msgs, "loop"));
         assert_eq!(
             e.to_string(),
-            "plugin legacy-provider exceeded its CPU budget in provider_chat",
+            "plugin legacy-provider exceeded its CPU budget of 0.2 s in provider_chat",
             "{compiler}"
         );
         let answer = p
@@ -797,8 +1061,8 @@ fn cli_limit_flags_stop_a_looping_call() {
     );
     let msgs = r#"[{"role":"user","content":"x"}]"#;
     let out = run(&[
-        "--cpu-budget",
-        "5000000",
+        "--cpu-seconds",
+        "0.05",
         "call",
         "legacy-provider",
         "chat",
@@ -808,7 +1072,7 @@ fn cli_limit_flags_stop_a_looping_call() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("plugin legacy-provider exceeded its CPU budget in provider_chat"),
+        err.contains("plugin legacy-provider exceeded its CPU budget of 0.05 s in provider_chat"),
         "{err}"
     );
     let out = run(&[

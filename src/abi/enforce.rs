@@ -34,7 +34,7 @@ use wasmer_types::entity::PrimaryMap;
 use wasmer_types::LocalGlobalIndex;
 
 use crate::engine::metering::{EXPORT_LIMIT, EXPORT_USED, MAX_LIMIT};
-use crate::limits::{Limits, WASM_PAGE_BYTES};
+use crate::limits::{Limits, DEFAULT_CPU_TIME, WASM_PAGE_BYTES};
 
 // ---------------------------------------------------------------------------------------
 // Memory: LimitingTunables
@@ -616,14 +616,16 @@ pub struct InstanceLimits {
     metered: bool,
     /// The `limit` global's value at the start of each call.
     call_limit: u64,
+    /// The budget `call_limit` stands for, for messages.
+    cpu_time: Duration,
     time_limit: Option<Duration>,
 }
 
 /// Which limit stopped a failed call (the ABI layer turns it into its error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Breach {
-    /// The CPU budget ran out.
-    Cpu,
+    /// The CPU budget (in seconds of guest execution) ran out.
+    Cpu(Duration),
     /// The wall-clock deadline passed.
     Time(Duration),
     /// Linear memory is at its maximum (`max_bytes`).
@@ -636,9 +638,10 @@ pub enum Breach {
 impl InstanceLimits {
     /// Instantiate `module` in `store` (whose tunables must be [`LimitingTunables`], see
     /// [`apply_memory_limit`]) under `limits`: the start function runs under the
-    /// deadline and the compiled-in initial budget. Returns the instance with its limits,
-    /// or wasmer's error with the breach that caused it (only a deadline: the start
-    /// function's budget is not the plugin's).
+    /// deadline and the compiled-in initial budget ([`DEFAULT_CPU_TIME`], whatever the
+    /// plugin's own budget: the code is compiled before the plugin's limits are known).
+    /// Returns the instance with its limits, or wasmer's error with the breach that caused
+    /// it.
     #[allow(clippy::result_large_err)]
     pub fn instantiate(
         store: &mut Store,
@@ -655,16 +658,29 @@ impl InstanceLimits {
             meter,
             metered,
             call_limit: if metered {
-                limits.cpu_budget.min(MAX_LIMIT)
+                limits.cpu_points().min(MAX_LIMIT)
             } else {
                 MAX_LIMIT
             },
+            cpu_time: limits.cpu_time,
             time_limit: limits.call_time_limit,
         };
         match result {
             Ok(instance) => Ok((instance, instance_limits)),
             Err(e) => {
-                let breach = limits.call_time_limit.filter(|_| fired).map(Breach::Time);
+                let breach = match limits.call_time_limit.filter(|_| fired) {
+                    Some(limit) => Some(Breach::Time(limit)),
+                    // The start function ran out of the compiled-in budget
+                    // (`INITIAL_POINTS`: the default CPU time), metered or not.
+                    None => instance_limits
+                        .meter
+                        .as_ref()
+                        .filter(|m| {
+                            let (used, limit) = m.points();
+                            used > limit
+                        })
+                        .map(|_| Breach::Cpu(DEFAULT_CPU_TIME)),
+                };
                 Err((e, breach))
             }
         }
@@ -707,7 +723,7 @@ impl InstanceLimits {
         if let Some(meter) = self.meter.as_ref().filter(|_| self.metered) {
             let (used, limit) = meter.points();
             if used > limit {
-                return Some(Breach::Cpu);
+                return Some(Breach::Cpu(self.cpu_time));
             }
         }
         let memory = memory?;
@@ -727,9 +743,9 @@ mod tests {
     use super::*;
     use crate::engine::{Compiler, WasmEngine};
 
-    /// A loop that counts its iterations in the exported global `n`: 5 points per
+    /// A loop that counts its iterations in the exported global `n`: 5 operators per
     /// iteration (`global.get`, `i64.const`, `i64.add`, `global.set`, `br`), charged at
-    /// the back-edge, plus 1 for the `loop` on entry.
+    /// the back-edge, plus the `loop` on entry.
     const COUNTER: &str = r#"(module
       (global $n (export "n") (mut i64) (i64.const 0))
       (func (export "run")
@@ -737,16 +753,34 @@ mod tests {
           (global.set $n (i64.add (global.get $n) (i64.const 1)))
           (br $l))))"#;
 
+    /// Endless recursion without loops: each invocation of `$f` counts itself in `n` (4
+    /// operators) and calls `$f` again (a charge point: the invocation's first, so
+    /// checked).
+    const CHAIN: &str = r#"(module
+      (global $n (export "n") (mut i64) (i64.const 0))
+      (func $f
+        (global.set $n (i64.add (global.get $n) (i64.const 1)))
+        (call $f))
+      (func (export "run") (call $f)))"#;
+
     /// Run `COUNTER` with `budget` points: the iterations done and the breach reported.
     fn count_until_stopped(compiler: Compiler, budget: u64) -> (u64, Option<Breach>) {
+        run_until_stopped(compiler, COUNTER, budget)
+    }
+
+    /// Run `wat`'s `run` with `budget` points: the final `n` and the breach reported.
+    fn run_until_stopped(compiler: Compiler, wat: &str, budget: u64) -> (u64, Option<Breach>) {
         let engine = WasmEngine::shared(compiler).expect("engine");
-        let wasm = wat::parse_str(COUNTER).expect("wat");
+        let wasm = wat::parse_str(wat).expect("wat");
         let module = engine.compile("counter", &wasm).expect("compiles").module;
+        // Points are picoseconds: whole nanoseconds are multiples of 1000 points.
+        assert_eq!(budget % 1000, 0);
         let limits = Limits {
-            cpu_budget: budget,
+            cpu_time: Duration::from_nanos(budget / 1000),
             call_time_limit: None,
             ..Limits::default()
         };
+        assert_eq!(limits.cpu_points(), budget);
         let mut store = engine.new_store();
         apply_memory_limit(&mut store, &limits);
         let (instance, instance_limits) =
@@ -772,21 +806,61 @@ mod tests {
     #[test]
     fn a_budget_is_never_overrun_by_more_than_one_region() {
         for compiler in Compiler::available() {
-            for budget in [1_000u64, 1_001, 1_004, 5_000_000] {
+            let w = crate::engine::metering::Weights::of(compiler);
+            let entry = w.op + w.charge;
+            let iteration = 5 * w.op + w.charge;
+            for budget in [1_000u64, 2_000, 7_000, 13_000, 5_000_000_000] {
                 let (n, breach) = count_until_stopped(compiler, budget);
-                assert_eq!(breach, Some(Breach::Cpu), "{compiler}");
+                let limit = Duration::from_nanos(budget / 1000);
+                assert_eq!(breach, Some(Breach::Cpu(limit)), "{compiler}");
+                if budget < entry {
+                    // Stopped at the loop entry, before any iteration.
+                    assert_eq!(n, 0, "{compiler} {budget}");
+                    continue;
+                }
                 // Executed: the `loop`, n - 1 full iterations and the last body without
-                // its `br`: 5 n operators. Charged: 1 + 5 (n - 1) <= budget, and the next
+                // its `br`. Charged: entry + (n - 1) iterations <= budget, and the next
                 // charge did not fit.
-                let executed = 5 * n;
-                let charged = 1 + 5 * (n - 1);
+                let executed = 5 * n * w.op;
+                let charged = entry + iteration * (n - 1);
                 assert!(charged <= budget, "{compiler} {budget}: charged {charged}");
                 assert!(
-                    charged + 5 > budget,
+                    charged + iteration > budget,
                     "{compiler} {budget}: stopped early at {n}"
                 );
                 assert!(
-                    executed <= budget + 5,
+                    executed <= budget + iteration,
+                    "{compiler} {budget}: executed {executed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_chain_is_stopped_within_one_region_per_check() {
+        for compiler in Compiler::available() {
+            let w = crate::engine::metering::Weights::of(compiler);
+            // `run`: its `call` (1 operator) and the charge; each `$f`: 5 operators and
+            // the charge at its call.
+            let entry = w.op + w.charge;
+            let invocation = 5 * w.op + w.charge;
+            for budget in [1_000_000u64, 2_000_000, 3_000_000] {
+                let (n, breach) = run_until_stopped(compiler, CHAIN, budget);
+                assert_eq!(
+                    breach,
+                    Some(Breach::Cpu(Duration::from_nanos(budget / 1000))),
+                    "{compiler} {budget}: not stopped by the budget"
+                );
+                // n invocations ran their body; the n-th one's charge failed.
+                let passed = entry + invocation * (n - 1);
+                assert!(passed <= budget, "{compiler} {budget}: charged {passed}");
+                assert!(
+                    passed + invocation > budget,
+                    "{compiler} {budget}: stopped early at {n}"
+                );
+                let executed = w.op + 5 * n * w.op;
+                assert!(
+                    executed <= budget + invocation,
                     "{compiler} {budget}: executed {executed}"
                 );
             }

@@ -290,7 +290,8 @@ fn check_initial_memory(
 
 /// Instantiate under the plugin's wall-clock limit (the start function runs inside
 /// `Instance::new`; its CPU budget is the compiled-in `INITIAL_POINTS` of
-/// `src/engine/metering.rs`). A deadline breach becomes [`InstantiateError::Limit`].
+/// `src/engine/metering.rs`, the default CPU time). A deadline or CPU breach becomes
+/// [`InstantiateError::Limit`].
 fn instantiate_limited(
     store: &mut Store,
     module: &Module,
@@ -299,12 +300,9 @@ fn instantiate_limited(
 ) -> Result<(Instance, InstanceLimits), InstantiateError> {
     InstanceLimits::instantiate(store, module, imports, &ctx.limits).map_err(|(e, breach)| {
         match breach {
-            Some(breach @ Breach::Time(_)) => InstantiateError::Limit(CallError::from_breach(
-                breach,
-                &ctx.plugin_id,
-                "start",
-                e.to_string(),
-            )),
+            Some(breach @ (Breach::Time(_) | Breach::Cpu(_))) => InstantiateError::Limit(
+                CallError::from_breach(breach, &ctx.plugin_id, "start", e.to_string()),
+            ),
             _ => InstantiateError::Instantiate(format!("{}: {e}", ctx.plugin_id)),
         }
     })

@@ -284,13 +284,15 @@ pub enum CallError {
         /// The ABI.
         abi: AbiKind,
     },
-    /// The call used up its CPU budget ([`Limits::cpu_budget`](crate::limits::Limits::cpu_budget)).
-    #[error("plugin {plugin} exceeded its CPU budget in {function}")]
+    /// The call used up its CPU budget ([`Limits::cpu_time`](crate::limits::Limits::cpu_time)).
+    #[error("plugin {plugin} exceeded its CPU budget of {} s in {function}", crate::limits::format_secs(*limit))]
     CpuBudget {
         /// Plugin id.
         plugin: String,
         /// The export.
         function: String,
+        /// The budget, in seconds of guest execution.
+        limit: std::time::Duration,
     },
     /// The call ran past its wall-clock limit ([`Limits::call_time_limit`](crate::limits::Limits::call_time_limit)).
     #[error("plugin {plugin} exceeded its time limit of {} s in {function}", crate::limits::format_secs(*limit))]
@@ -321,9 +323,10 @@ impl CallError {
     /// call failed (kept for the memory limit, where it is the guest's own failure).
     pub fn from_breach(breach: Breach, plugin: &str, function: &str, message: String) -> Self {
         match breach {
-            Breach::Cpu => CallError::CpuBudget {
+            Breach::Cpu(limit) => CallError::CpuBudget {
                 plugin: plugin.to_string(),
                 function: function.to_string(),
+                limit,
             },
             Breach::Time(limit) => CallError::TimeLimit {
                 plugin: plugin.to_string(),

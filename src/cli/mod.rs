@@ -233,10 +233,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     cache_max_size: Option<u64>,
 
-    /// CPU budget of one plugin call in metering points (about one per wasm operator)
-    /// [default: 200000000000, about 30 s]
-    #[arg(long, global = true, value_name = "POINTS")]
-    cpu_budget: Option<u64>,
+    /// CPU budget of one plugin call in seconds of guest execution [default: 5]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    cpu_seconds: Option<f64>,
 
     /// Wall-clock limit of one plugin call in seconds, 0 for none [default: 120]
     #[arg(long, global = true, value_name = "SECONDS")]
@@ -454,7 +453,7 @@ pub struct Global {
     /// Artifact cache from `--cache-dir`, `--no-cache`, `--cache-max-size` (the library
     /// resolves what is not given from the environment).
     pub cache: CacheConfig,
-    /// Limits from `--cpu-budget`, `--time-limit`, `--memory-max`, `--no-metering`.
+    /// Limits from `--cpu-seconds`, `--time-limit`, `--memory-max`, `--no-metering`.
     pub limits: tark_wasmer::Limits,
 }
 
@@ -505,8 +504,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = resolve_plugins_dir(cli.plugins_dir);
     let plugins_dir = std::path::absolute(&dir).unwrap_or(dir);
     let mut limits = tark_wasmer::Limits::default();
-    if let Some(b) = cli.cpu_budget {
-        limits.cpu_budget = b;
+    if let Some(t) = cli.cpu_seconds {
+        if !t.is_finite() || t <= 0.0 {
+            anyhow::bail!("--cpu-seconds must be a number of seconds > 0, got {t}");
+        }
+        limits.cpu_time = std::time::Duration::try_from_secs_f64(t)
+            .map_err(|e| anyhow::anyhow!("--cpu-seconds {t}: {e}"))?;
     }
     if let Some(t) = cli.time_limit {
         if !t.is_finite() || t < 0.0 {

@@ -17,16 +17,25 @@
 //!
 //! Forward branches (to `block`/`if` ends) are not charge points. While streaming the
 //! operators the middleware tracks the *longest* path cost since the previous charge point
-//! (a max at every join) and charges that bound, as an immediate, at the next one. A point
-//! is one operator on that path, plus [`IMPORT_CALL_COST`] for a call to an import.
+//! (a max at every join) and charges that bound, as an immediate, at the next one, plus a
+//! fixed cost for the charge point itself. Costs are [`Weights`] per compiler, in points
+//! of [`POINTS_PER_SECOND`]: per operator on that path, per charge point, and per call to
+//! an import (more for host functions that do work on the host's side).
 //!
-//! Each charge is `if used - limit > -cost { used = i64::MAX; trap }; used += cost`
-//! (signed). The guest never writes `limit`: the watchdog of `src/abi/enforce.rs` stops a
-//! call past its deadline by storing `limit = 0`, and the guest traps at its next charge
-//! point. Engines without metering compile the same code (the deadline needs the charge
-//! points) and run with an unlimited budget. A lighter deadline-only check (`limit == 0`,
-//! without the store to `used`) is not enough: with no store in a loop, cranelift keeps
-//! `limit` in a register, and a `loop br 0` was never stopped.
+//! Each charge is `used += cost; if used > limit { trap }` (signed). The guest never writes
+//! `limit`: the watchdog of `src/abi/enforce.rs` stops a call past its deadline by storing
+//! `limit = 0`, and the guest traps at its next charge point. Engines without metering
+//! compile the same code (the deadline needs the charge points) and run with an unlimited
+//! budget. A lighter deadline-only check (`limit == 0`, without the store to `used`) is
+//! not enough: with no store in a loop, cranelift keeps `limit` in a register, and a
+//! `loop br 0` was never stopped.
+//!
+//! Charge points at loops and exits are checked. A charge before a call is checked only
+//! when some path from the function's entry to it has not passed a checked charge point
+//! yet (so the first charge point of every invocation is checked); otherwise it only adds
+//! (`used += cost`, no comparison). That saves the check on most calls of branchy code
+//! (JSON parsing: +12.6 % / +10.7 % over bare wasmer on singlepass / cranelift instead
+//! of +17 % / +16 % with every call checked).
 //!
 //! # Soundness (points charged bound the work done)
 //!
@@ -37,11 +46,21 @@
 //! the operator's cost, an `else` arm starts from its `if`, a block's or if's end takes
 //! the max of the fallthrough and every forward branch to it, nothing falls through an
 //! unconditional transfer). Every call is a charge point, so a callee's regions never mix
-//! with its caller's. A charge that would cross the limit traps before updating, so
-//! `used <= limit` after every completed charge. Hence, at any moment of a call:
-//! operators executed <= budget + one region in progress (a region is forward code of one
-//! function, so it is bounded by that function's size). Host functions' own work is
-//! outside wasm and costs only [`IMPORT_CALL_COST`].
+//! with its caller's, and every region is added to `used` when it ends, before anything
+//! else runs: operators executed <= `used` + the region in progress.
+//!
+//! Bound on the overrun: let C be the last check that passed (`used <= limit` then).
+//! After C, no loop is entered or repeated and no function returns (those charges are
+//! checked, and the next check is the one that fails). So execution only moves forward
+//! through C's function F and descends into calls. The unchecked adds after C are
+//! therefore all in F's one forward path after C (a callee's first charge point is
+//! checked, and it is the failing one). Hence, at any moment of a call: operators
+//! executed (in points) <= budget + one forward path of one function + one region of the
+//! function it called, both bounded by the size of the functions' code.
+//! `a_budget_is_never_overrun_by_more_than_one_region` and
+//! `a_call_chain_is_stopped_within_one_region_per_check` (`src/abi/enforce.rs`) check it
+//! on both compilers. Host functions' own work is outside wasm and costs the fixed import
+//! weights.
 //!
 //! Control flow this analysis does not model (exception handling, `br_on_*`) is refused:
 //! the compile fails rather than under-charge.
@@ -55,13 +74,15 @@ use wasmer::sys::{FunctionMiddleware, MiddlewareError, MiddlewareReaderState, Mo
 use wasmer::{
     ExportIndex, GlobalInit, GlobalType, LocalFunctionIndex, ModuleInfo, Mutability, Type,
 };
+use wasmer_types::ImportIndex;
 
-use crate::limits::DEFAULT_CPU_BUDGET;
+use crate::engine::Compiler;
+use crate::limits::{DEFAULT_CPU_TIME, POINTS_PER_SECOND};
 
 /// Version of the metering scheme (charge points, check sequence, operator costs). Part of
 /// the engine settings fingerprint ([`metering_fingerprint`]): change it whenever the
 /// generated code changes, so cached artifacts compiled with the old scheme are not reused.
-pub const METERING_SCHEME: &str = "region2";
+pub const METERING_SCHEME: &str = "region3";
 
 /// Export name of the global holding the points used by the running call (i64; the guest
 /// reads and writes it, the host resets it before each call).
@@ -71,42 +92,97 @@ pub const EXPORT_USED: &str = "tark_meter_used";
 /// only reads it; the host sets it before each call, the watchdog stores 0 into it).
 pub const EXPORT_LIMIT: &str = "tark_meter_limit";
 
-/// Extra points for a call to an imported (host) function: crossing into the host costs
-/// far more than one operator.
-pub const IMPORT_CALL_COST: u64 = 50;
+/// What each metered thing costs, in points (picoseconds of guest execution on the
+/// reference machine, see [`POINTS_PER_SECOND`]). Compiled into the code, so part of the
+/// engine fingerprint. Calibrated per compiler on the 2-vCPU AMD EPYC development machine
+/// (thread CPU time, best of 3, unit weights, then checked with these): the cheapest code
+/// per point is a loop of nothing (`loop br 0`: one operator and one charge per
+/// iteration, 2.2 ns on singlepass and 1.2 ns on cranelift); an 8-operator tight loop
+/// takes 1.25 / 1.9 ns per iteration, recursion (`fib`) about 0.35 ns per operator
+/// charges included. A host call measured 0.4 µs (`log.debug` below the level) and
+/// 1.4 µs (`storage.get`), 4.8 µs (`storage.set`), 0.6 µs (`log.info` through a logger)
+/// in the debug build the tests run in; release builds are faster, so they are charged
+/// more than they cost. Code whose operators are slower than these (dependent 64-bit
+/// divisions on singlepass, memory accesses that miss the caches) can run longer per
+/// point; the wall-clock limit bounds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Weights {
+    /// Points per wasm operator on the longest path of a region.
+    pub op: u64,
+    /// Points per charge point passed (the check itself is about ten instructions).
+    pub charge: u64,
+    /// Extra points per call to an imported (host) function: crossing into the host and
+    /// back, plus a cheap host function (`log.*` below the level, `env.get`).
+    pub import_call: u64,
+    /// Extra points per call to a host function that does work on the host's side
+    /// (modules `*storage`, `*log`, `*fs`: maps, files, the host's logger), on top of
+    /// `import_call`. Blocking host functions (HTTP, WebSockets) cost only `import_call`:
+    /// time spent waiting is the wall-clock limit's business, not the CPU budget's.
+    pub host_work: u64,
+}
+
+impl Weights {
+    /// The calibrated weights of `compiler`.
+    pub fn of(compiler: Compiler) -> Weights {
+        match compiler {
+            Compiler::Singlepass => Weights {
+                op: 200,
+                charge: 2_000,
+                import_call: 400_000,
+                host_work: 6_000_000,
+            },
+            Compiler::Cranelift => Weights {
+                op: 200,
+                charge: 1_000,
+                import_call: 400_000,
+                host_work: 6_000_000,
+            },
+        }
+    }
+}
 
 /// Largest limit the host stores (budgets above it, `u64::MAX` included, mean "about
 /// unlimited"): keeps `used + cost` and `used - limit` far from overflowing.
 pub const MAX_LIMIT: u64 = 1 << 62;
 
 /// Everything about metering that is compiled into the code, for cache keys:
-/// `region2:200000000000` with metering, `off:region2` without (the deadline's charge
-/// points are compiled in either way).
-pub fn metering_fingerprint(metered: bool) -> String {
+/// `region3/200/2000/400000/6000000:5000000000000` with metering (scheme, weights,
+/// initial points), `off:region3/...` without (the deadline's charge points are
+/// compiled in either way).
+pub fn metering_fingerprint(compiler: Compiler, metered: bool) -> String {
+    let w = Weights::of(compiler);
+    let scheme = format!(
+        "{METERING_SCHEME}/{}/{}/{}/{}",
+        w.op, w.charge, w.import_call, w.host_work
+    );
     if metered {
-        format!("{METERING_SCHEME}:{INITIAL_POINTS}")
+        format!("{scheme}:{INITIAL_POINTS}")
     } else {
-        format!("off:{METERING_SCHEME}")
+        format!("off:{scheme}")
     }
 }
 
 /// The limit global's initial value, before the host sets the plugin's budget: it bounds
 /// the module's start function. Baked into the compiled code, hence a constant (tark's
 /// plugins have no start function).
-pub const INITIAL_POINTS: u64 = DEFAULT_CPU_BUDGET;
+pub const INITIAL_POINTS: u64 = DEFAULT_CPU_TIME.as_secs() * POINTS_PER_SECOND;
 
 /// The middleware to push onto a compiler configuration (with or without metering: see
 /// the module documentation).
-pub fn metering_middleware() -> Arc<dyn ModuleMiddleware> {
-    Arc::new(RegionMetering::default())
+pub fn metering_middleware(compiler: Compiler) -> Arc<dyn ModuleMiddleware> {
+    Arc::new(RegionMetering {
+        current: Mutex::new(None),
+        weights: Weights::of(compiler),
+    })
 }
 
-/// Global indexes of the module being compiled.
-#[derive(Clone, Copy, Debug)]
+/// Global indexes of the module being compiled, and the extra cost of a call to each of
+/// its imported functions.
+#[derive(Clone, Debug)]
 struct ModuleState {
     used: u32,
     limit: u32,
-    num_imported_functions: u32,
+    import_costs: Arc<[u64]>,
 }
 
 /// The region-metering module middleware. One value serves every module an engine
@@ -115,15 +191,16 @@ struct ModuleState {
 /// compiles a module entirely under the engine's inner lock (`Artifact::new` holds
 /// `engine.inner_mut()` from module transform to the last function), so the function
 /// middlewares of one compilation never see another module's state.
-#[derive(Default)]
 pub struct RegionMetering {
     current: Mutex<Option<ModuleState>>,
+    weights: Weights,
 }
 
 impl fmt::Debug for RegionMetering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegionMetering")
             .field("scheme", &METERING_SCHEME)
+            .field("weights", &self.weights)
             .finish()
     }
 }
@@ -133,13 +210,18 @@ impl ModuleMiddleware for RegionMetering {
         &self,
         _local_function_index: LocalFunctionIndex,
     ) -> Box<dyn FunctionMiddleware<'a> + 'a> {
-        let state = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         Box::new(FunctionRegionMetering {
             // None cannot happen (wasmer transforms the module first); `feed` then fails
             // the compile rather than produce unmetered code.
             state,
-            stack: vec![Frame::new(Kind::Func, Some(0))],
-            acc: Some(0),
+            weights: self.weights,
+            stack: vec![Frame::new(Kind::Func, Some((0, false)))],
+            acc: Some((0, false)),
         })
     }
 
@@ -163,12 +245,24 @@ impl ModuleMiddleware for RegionMetering {
         info.global_initializers.push(GlobalInit::I64Const(initial));
         info.exports
             .insert(EXPORT_LIMIT.to_string(), ExportIndex::Global(limit));
-        let num_imported_functions = u32::try_from(info.num_imported_functions)
-            .map_err(|_| MiddlewareError::new("metering", "too many imported functions"))?;
+        let w = self.weights;
+        let mut import_costs = vec![w.import_call; info.num_imported_functions];
+        for (key, index) in &info.imports {
+            if let ImportIndex::Function(f) = index {
+                if let Some(cost) = import_costs.get_mut(f.as_u32() as usize) {
+                    if ["storage", "log", "fs"]
+                        .iter()
+                        .any(|m| key.module.ends_with(m))
+                    {
+                        *cost = w.import_call.saturating_add(w.host_work);
+                    }
+                }
+            }
+        }
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(ModuleState {
             used: used.as_u32(),
             limit: limit.as_u32(),
-            num_imported_functions,
+            import_costs: import_costs.into(),
         });
         Ok(())
     }
@@ -187,16 +281,21 @@ enum Kind {
 struct Frame {
     kind: Kind,
     /// Cost when the `if` was entered (start of the else arm).
-    at_if: Option<u64>,
+    at_if: Acc,
     /// Cost at the end of the then-arm (after `else`).
-    then_end: Option<u64>,
+    then_end: Acc,
     has_else: bool,
     /// Max cost of the forward branches to this frame's end label.
-    end_acc: Option<u64>,
+    end_acc: Acc,
 }
 
+/// The state of the paths reaching an operator: the longest cost since the last charge
+/// point, and whether every path since the function's entry passed a checked charge
+/// point. None stands for "unreachable".
+type Acc = Option<(u64, bool)>;
+
 impl Frame {
-    fn new(kind: Kind, at_if: Option<u64>) -> Self {
+    fn new(kind: Kind, at_if: Acc) -> Self {
         Frame {
             kind,
             at_if,
@@ -207,10 +306,10 @@ impl Frame {
     }
 }
 
-/// The larger cost; `None` stands for "unreachable".
-fn max_cost(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+/// Paths joining: the larger cost, checked only if both are; `None` is "unreachable".
+fn max_cost(a: Acc, b: Acc) -> Acc {
     match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
+        (Some(x), Some(y)) => Some((x.0.max(y.0), x.1 && y.1)),
         (x, None) => x,
         (None, y) => y,
     }
@@ -218,9 +317,10 @@ fn max_cost(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 struct FunctionRegionMetering {
     state: Option<ModuleState>,
+    weights: Weights,
     stack: Vec<Frame>,
     /// Longest path cost since the last charge point; None when unreachable.
-    acc: Option<u64>,
+    acc: Acc,
 }
 
 impl fmt::Debug for FunctionRegionMetering {
@@ -235,36 +335,54 @@ fn refused(what: &str) -> MiddlewareError {
 
 impl FunctionRegionMetering {
     /// Emit the charge of the accumulated cost (if reachable and non-zero) and reset it.
-    fn charge(&mut self, state: &mut MiddlewareReaderState<'_>, st: ModuleState) {
+    fn charge(&mut self, state: &mut MiddlewareReaderState<'_>, st: &ModuleState) {
         let cost = match self.acc {
-            Some(c) if c > 0 => c,
+            Some((c, _)) if c > 0 => c.saturating_add(self.weights.charge),
             _ => return,
         };
         // A region costs at most (operators of one function) x (import call cost): far
-        // below 2^40, and the cap keeps the arithmetic below far from overflowing.
-        let cost = i64::try_from(cost.min(1 << 40)).unwrap_or(1 << 40);
-        // Check first, then update: a store followed by a reload of the same global
-        // measured 2-3x slower per charge (prototype, /work/proto REPORT.md).
+        // below 2^50 (1126 s), and the cap keeps `used` (<= limit <= 2^62) from
+        // overflowing.
+        let cost = i64::try_from(cost.min(1 << 50)).unwrap_or(1 << 50);
+        // Update, then check: `used += cost; if used > limit { trap }`. The trap leaves
+        // `used > limit`, which tells the host "out of points" from a guest
+        // `unreachable`. Measured against "check, then update" (prototype, /work/proto
+        // REPORT.md): JSON 1 MiB +12.8 % / +9.8 % instead of +13.3 % / +12.1 %
+        // (singlepass / cranelift, with the call rule below), and cranelift's
+        // `loop br 0` at 1.2 ns per iteration instead of 2.3 ns.
         state.extend([
+            Operator::GlobalGet {
+                global_index: st.used,
+            },
+            Operator::I64Const { value: cost },
+            Operator::I64Add,
+            Operator::GlobalSet {
+                global_index: st.used,
+            },
             Operator::GlobalGet {
                 global_index: st.used,
             },
             Operator::GlobalGet {
                 global_index: st.limit,
             },
-            Operator::I64Sub,
-            Operator::I64Const { value: -cost },
             Operator::I64GtS,
             Operator::If {
                 blockty: BlockType::Empty,
             },
-            // Cold path: mark "out of points" for the host (used > limit), then trap.
-            Operator::I64Const { value: i64::MAX },
-            Operator::GlobalSet {
-                global_index: st.used,
-            },
             Operator::Unreachable,
             Operator::End,
+        ]);
+        self.acc = Some((0, true));
+    }
+
+    /// Add the accumulated cost without a check.
+    fn add(&mut self, state: &mut MiddlewareReaderState<'_>, st: &ModuleState) {
+        let (cost, checked) = match self.acc {
+            Some((c, checked)) if c > 0 => (c.saturating_add(self.weights.charge), checked),
+            _ => return,
+        };
+        let cost = i64::try_from(cost.min(1 << 50)).unwrap_or(1 << 50);
+        state.extend([
             Operator::GlobalGet {
                 global_index: st.used,
             },
@@ -274,7 +392,7 @@ impl FunctionRegionMetering {
                 global_index: st.used,
             },
         ]);
-        self.acc = Some(0);
+        self.acc = Some((0, checked));
     }
 
     fn target(&mut self, depth: u32) -> Result<&mut Frame, MiddlewareError> {
@@ -302,7 +420,7 @@ impl FunctionRegionMetering {
         &mut self,
         depth: u32,
         state: &mut MiddlewareReaderState<'_>,
-        st: ModuleState,
+        st: &ModuleState,
     ) -> Result<(), MiddlewareError> {
         if self.is_charged_label(depth) {
             self.charge(state, st);
@@ -323,15 +441,17 @@ impl<'a> FunctionMiddleware<'a> for FunctionRegionMetering {
     ) -> Result<(), MiddlewareError> {
         let st = self
             .state
+            .clone()
             .ok_or_else(|| MiddlewareError::new("metering", "no metering state for this module"))?;
-        // Cost of this operator: one point, plus the host-call surcharge.
-        let mut cost = 1u64;
+        let st = &st;
+        // Cost of this operator, plus the host-call surcharge.
+        let mut cost = self.weights.op;
         if let Operator::Call { function_index } = &op {
-            if *function_index < st.num_imported_functions {
-                cost += IMPORT_CALL_COST;
+            if let Some(extra) = st.import_costs.get(*function_index as usize) {
+                cost = cost.saturating_add(*extra);
             }
         }
-        self.acc = self.acc.map(|a| a.saturating_add(cost));
+        self.acc = self.acc.map(|(a, c)| (a.saturating_add(cost), c));
 
         match &op {
             Operator::Block { .. } => self.stack.push(Frame::new(Kind::Block, None)),
@@ -404,7 +524,14 @@ impl<'a> FunctionMiddleware<'a> for FunctionRegionMetering {
             }
             Operator::Unreachable => self.acc = None,
             Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. } => {
-                self.charge(state, st)
+                // Checked when some path from the function's entry has not passed a
+                // checked charge point yet (the first charge of every invocation is
+                // checked), else a plain add: see "Soundness" above.
+                if self.acc.is_some_and(|(_, checked)| checked) {
+                    self.add(state, st)
+                } else {
+                    self.charge(state, st)
+                }
             }
             // Control flow this analysis does not model: refuse rather than under-charge.
             Operator::Try { .. }

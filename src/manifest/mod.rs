@@ -14,7 +14,8 @@
 //! What lives where:
 //! - `mod.rs`: [`PluginManifest`] (loading and parsing), [`PluginMetadata`] (`[plugin]`),
 //!   [`PluginType`], [`ManifestError`], the plugin-name rule and the version constants.
-//! - `sections.rs`: the optional sections `[capabilities]`, `[contributes]`, `[activation]`.
+//! - `sections.rs`: the optional sections `[capabilities]`, `[contributes]`, `[activation]`,
+//!   `[limits]`.
 //! - `oauth.rs`: `[oauth]` and its `${VAR}` placeholder expansion.
 //! - `validate.rs`: validation, the `wasm` path rules, warnings and the compatibility check.
 //! - `tests/`: unit tests, one file per file above (`tests/mod.rs` has the shared fixtures).
@@ -33,7 +34,7 @@ mod validate;
 
 pub use oauth::{OAuthConfig, OAuthFlowType, UnresolvedPlaceholders};
 pub use sections::{
-    ActivationConfig, ChannelContribution, CommandContribution, ConfigContribution,
+    ActivationConfig, ChannelContribution, CommandContribution, ConfigContribution, LimitsSection,
     PluginActivation, PluginCapabilities, PluginContributions, ProviderContribution,
 };
 use validate::precheck_plugin_table;
@@ -187,6 +188,9 @@ pub struct PluginManifest {
     /// `[config]`: free-form, stored, unused.
     #[serde(default)]
     pub config: Option<toml::Value>,
+    /// `[limits]`: the plugin's own CPU, wall-clock and memory limits, capped by the host.
+    #[serde(default, skip_serializing_if = "LimitsSection::is_empty")]
+    pub limits: LimitsSection,
 }
 
 /// Why a manifest could not be used. Every variant names the file or path involved.

@@ -1,4 +1,5 @@
-//! The optional manifest sections: `[capabilities]`, `[contributes]` and `[activation]`.
+//! The optional manifest sections: `[capabilities]`, `[contributes]`, `[activation]` and
+//! `[limits]`.
 
 use serde::{Deserialize, Serialize};
 
@@ -152,5 +153,86 @@ impl ActivationConfig {
                     .strip_suffix('*')
                     .is_some_and(|prefix| event.starts_with(prefix))
         })
+    }
+}
+
+/// `[limits]`: what the plugin asks of the host's per-call limits (a tark-wasmer
+/// extension; tark ignores the section). Each value replaces the host's default for this
+/// plugin, capped at the host's maximum ([`Limits::for_plugin`](crate::limits::Limits::for_plugin)
+/// states the rule): a plugin may lower any limit, and raise one only up to the ceiling.
+///
+/// ```toml
+/// [limits]
+/// cpu_seconds = 30         # CPU budget per call, seconds of guest execution
+/// wall_clock_seconds = 300 # per call, time blocked in host functions included
+/// memory_mb = 512          # largest linear memory
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsSection {
+    /// CPU budget of one call, in seconds of guest execution (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// Wall-clock limit of one call, in seconds (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_clock_seconds: Option<f64>,
+    /// Largest linear memory, in MiB (> 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
+/// A positive, finite number of seconds that a [`Duration`](std::time::Duration) can hold.
+fn positive_seconds(v: f64) -> Option<std::time::Duration> {
+    if v.is_finite() && v > 0.0 {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+    } else {
+        None
+    }
+}
+
+impl LimitsSection {
+    /// Is the section absent or empty?
+    pub fn is_empty(&self) -> bool {
+        self == &LimitsSection::default()
+    }
+
+    /// The section's values, checked: `(field, what is wrong, how to fix it)` for the
+    /// first bad one.
+    pub fn request(
+        &self,
+    ) -> Result<crate::limits::LimitRequest, (&'static str, String, &'static str)> {
+        let mut request = crate::limits::LimitRequest::default();
+        if let Some(v) = self.cpu_seconds {
+            request.cpu_time = Some(positive_seconds(v).ok_or((
+                "[limits] cpu_seconds",
+                format!("must be a positive number of seconds, got {v}"),
+                "write e.g. cpu_seconds = 30 (the host caps it at its maximum, 60 s by default), or remove the key for the host's default of 5 s",
+            ))?);
+        }
+        if let Some(v) = self.wall_clock_seconds {
+            request.call_time_limit = Some(positive_seconds(v).ok_or((
+                "[limits] wall_clock_seconds",
+                format!("must be a positive number of seconds, got {v}"),
+                "write e.g. wall_clock_seconds = 300 (the host caps it at its maximum, 600 s by default), or remove the key for the host's default of 120 s",
+            ))?);
+        }
+        if let Some(v) = self.memory_mb {
+            let bytes = v.checked_mul(1024 * 1024).filter(|b| *b > 0).ok_or((
+                "[limits] memory_mb",
+                format!("must be a positive number of MiB up to 4096, got {v}"),
+                "write e.g. memory_mb = 512 (the host caps it at its maximum, 1024 MiB by default), or remove the key for the host's default of 256 MiB",
+            ))?;
+            if v > 4096 {
+                return Err((
+                    "[limits] memory_mb",
+                    format!("must be a positive number of MiB up to 4096 (a wasm32 memory's largest size), got {v}"),
+                    "write e.g. memory_mb = 512, or remove the key for the host's default of 256 MiB",
+                ));
+            }
+            request.memory_max = Some(bytes);
+        }
+        Ok(request)
     }
 }

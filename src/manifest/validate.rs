@@ -54,7 +54,11 @@ impl PluginManifest {
                 "use only letters, digits, '-' and '_'; the name is also the install directory name",
             ));
         }
-        self.check_wasm_lexical(manifest_path)
+        self.check_wasm_lexical(manifest_path)?;
+        self.limits
+            .request()
+            .map(|_| ())
+            .map_err(|(field, message, fix)| invalid(manifest_path, field, message, fix))
     }
 
     /// The checks on `wasm` that need no file system: not empty, names a file, relative,

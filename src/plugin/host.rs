@@ -26,7 +26,8 @@ pub struct HostOptions {
     pub config: HostConfig,
     /// Per-plugin limit overrides, by plugin id (the whole [`Limits`] replaces the
     /// host's). A plugin whose `cpu_metering` differs from the host's is compiled by the
-    /// engine for that setting.
+    /// engine for that setting. The plugin's own `[limits]` in `plugin.toml` then apply on
+    /// top, capped at that `Limits::plugin_max` ([`Limits::for_plugin`]).
     pub plugin_limits: HashMap<String, Limits>,
     /// On-disk cache of compiled artifacts (default: on, in `TARK_WASMER_CACHE_DIR` or
     /// `<user cache dir>/tark-wasmer/artifacts`, 512 MiB).
@@ -123,11 +124,16 @@ impl PluginHost {
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
-        let limits = self
+        let base = self
             .plugin_limits
             .get(&plugin.id)
-            .cloned()
-            .unwrap_or_else(|| self.services.config.limits.clone());
+            .unwrap_or(&self.services.config.limits);
+        // The manifest was validated when it was read, so `request` cannot fail here.
+        let request = plugin.manifest.limits.request().unwrap_or_default();
+        let (limits, capped) = base.for_plugin(&plugin.id, &request);
+        for note in capped {
+            log::warn!("{note}");
+        }
         let engine = self.engine_for(&limits)?;
         let (compiled, outcome) =
             engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
