@@ -124,16 +124,7 @@ impl PluginHost {
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
-        let base = self
-            .plugin_limits
-            .get(&plugin.id)
-            .unwrap_or(&self.services.config.limits);
-        // The manifest was validated when it was read, so `request` cannot fail here.
-        let request = plugin.manifest.limits.request().unwrap_or_default();
-        let (limits, capped) = base.for_plugin(&plugin.id, &request);
-        for note in capped {
-            log::warn!("{note}");
-        }
+        let limits = self.limits_for(plugin, true);
         let engine = self.engine_for(&limits)?;
         let (compiled, outcome) =
             engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
@@ -157,13 +148,29 @@ impl PluginHost {
     /// from ([`CacheOutcome::DiskHit`] when it was already cached).
     pub fn precompile(&self, plugin: &InstalledPlugin) -> Result<CacheOutcome> {
         let wasm = plugin.checked_wasm_path()?;
-        let limits = self
+        let limits = self.limits_for(plugin, false);
+        let engine = self.engine_for(&limits)?;
+        let (_, outcome) = engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
+        Ok(outcome)
+    }
+
+    /// The limits `plugin` runs under: the host's (or its override), with the plugin's
+    /// own `[limits]` applied on top, capped ([`Limits::for_plugin`]); `warn` logs what
+    /// was capped.
+    fn limits_for(&self, plugin: &InstalledPlugin, warn: bool) -> Limits {
+        let base = self
             .plugin_limits
             .get(&plugin.id)
             .unwrap_or(&self.services.config.limits);
-        let engine = self.engine_for(limits)?;
-        let (_, outcome) = engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
-        Ok(outcome)
+        // The manifest was validated when it was read, so `request` cannot fail here.
+        let request = plugin.manifest.limits.request().unwrap_or_default();
+        let (limits, capped) = base.for_plugin(&plugin.id, &request);
+        if warn {
+            for note in capped {
+                log::warn!("{note}");
+            }
+        }
+        limits
     }
 
     /// The engine for a plugin with `limits`: the host's, or the shared engine of the
