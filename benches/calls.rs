@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
+use tark_wasmer::engine::Compiler;
 use tark_wasmer::lowlevel::Val;
 use tark_wasmer::{PluginHost, PluginInstance};
 use wasmer::{
@@ -83,11 +83,10 @@ struct Floor {
 
 impl Floor {
     fn new(compiler: Compiler) -> Self {
-        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
-            .expect("engine");
+        let e = bare_engine(compiler);
         let wasm = common::plugin_wasm("bench-hook");
-        let module = Module::new(e.engine(), &wasm).expect("compiles");
-        let mut store = e.new_store();
+        let module = Module::new(&e, &wasm).expect("compiles");
+        let mut store = Store::new(e);
         let log = |s: &mut Store| Function::new_typed(s, |_: i32, _: i32| {});
         let imports = imports! {
             "tark:plugin/log" => {
@@ -129,6 +128,15 @@ impl Floor {
     }
 }
 
+/// A bare wasmer engine for `compiler`: none of our middleware (no charge points, no
+/// metering globals), so the floors are wasmer's own cost.
+fn bare_engine(compiler: Compiler) -> wasmer::Engine {
+    match compiler {
+        Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
+        Compiler::Cranelift => wasmer::sys::Cranelift::default().into(),
+    }
+}
+
 /// What the bare-wasmer floors' host functions need of their instance.
 #[derive(Default)]
 struct BareEnv {
@@ -155,10 +163,9 @@ impl Bare {
             &FunctionEnv<BareEnv>,
         ) -> Vec<(&'static str, &'static str, Function)>,
     ) -> Self {
-        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
-            .expect("engine");
-        let module = Module::new(e.engine(), common::plugin_wasm(plugin)).expect("compiles");
-        let mut store = e.new_store();
+        let e = bare_engine(compiler);
+        let module = Module::new(&e, common::plugin_wasm(plugin)).expect("compiles");
+        let mut store = Store::new(e);
         let env = FunctionEnv::new(&mut store, BareEnv::default());
         let mut imports = Imports::new();
         for import in module.imports() {
@@ -355,10 +362,9 @@ struct LegacyFloor {
 
 impl LegacyFloor {
     fn new(compiler: Compiler) -> Self {
-        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
-            .expect("engine");
-        let module = Module::new(e.engine(), common::legacy_bench_wasm()).expect("compiles");
-        let mut store = e.new_store();
+        let e = bare_engine(compiler);
+        let module = Module::new(&e, common::legacy_bench_wasm()).expect("compiles");
+        let mut store = Store::new(e);
         let env = FunctionEnv::new(&mut store, BareEnv::default());
         // A hit answered the cheapest way: the value copied to the guest's buffer.
         fn get(env: FunctionEnvMut<BareEnv>, _kp: i32, _kl: i32, ret: i32) -> i32 {
