@@ -6,8 +6,10 @@
 //!
 //! Ours go through the public host API with default settings (`PluginHost`,
 //! `PluginInstance::call_canonical` / `legacy_code`); the `*-floor` entries call the same
-//! exports through bare wasmer `TypedFunction`s (the engine's own cost, without our
-//! host); the wasmtime peers use the minimal harness in `common/wasmtime_harness.rs`.
+//! exports through bare wasmer `TypedFunction`s with the canonical-ABI work done by hand
+//! and the cheapest host functions (`storage.get` copies a constant, `log.*` does
+//! nothing): the engine's own cost for the same call shape, without our host. The
+//! wasmtime peers use the minimal harness in `common/wasmtime_harness.rs`.
 
 mod common;
 
@@ -15,10 +17,13 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
+use tark_wasmer::engine::Compiler;
 use tark_wasmer::lowlevel::Val;
 use tark_wasmer::{PluginHost, PluginInstance};
-use wasmer::{imports, Function, Instance, Module, Store, TypedFunction};
+use wasmer::{
+    imports, Function, FunctionEnv, FunctionEnvMut, Imports, Instance, Memory, Module, Store,
+    TypedFunction, Value,
+};
 
 use common::{compilers, default_metering, label, BenchEnv, BENCH_KEY, BENCH_VALUE, LOOP};
 
@@ -78,11 +83,10 @@ struct Floor {
 
 impl Floor {
     fn new(compiler: Compiler) -> Self {
-        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
-            .expect("engine");
+        let e = bare_engine(compiler);
         let wasm = common::plugin_wasm("bench-hook");
-        let module = Module::new(e.engine(), &wasm).expect("compiles");
-        let mut store = e.new_store();
+        let module = Module::new(&e, &wasm).expect("compiles");
+        let mut store = Store::new(e);
         let log = |s: &mut Store| Function::new_typed(s, |_: i32, _: i32| {});
         let imports = imports! {
             "tark:plugin/log" => {
@@ -124,6 +128,219 @@ impl Floor {
     }
 }
 
+/// A bare wasmer engine for `compiler`: none of our middleware (no charge points, no
+/// metering globals), so the floors are wasmer's own cost.
+fn bare_engine(compiler: Compiler) -> wasmer::Engine {
+    match compiler {
+        Compiler::Singlepass => wasmer::sys::Singlepass::default().into(),
+        Compiler::Cranelift => wasmer::sys::Cranelift::default().into(),
+    }
+}
+
+/// What the bare-wasmer floors' host functions need of their instance.
+#[derive(Default)]
+struct BareEnv {
+    memory: Option<Memory>,
+    realloc: Option<TypedFunction<(i32, i32, i32, i32), i32>>,
+}
+
+/// Bare wasmer: a canonical plugin with no-op stubs for every import except the ones
+/// `typed` defines (module, name, function), and the minimum of canonical-ABI work per
+/// call done by hand (the floor of the same call shape, without our host).
+struct Bare {
+    store: Store,
+    memory: Memory,
+    realloc: TypedFunction<(i32, i32, i32, i32), i32>,
+    instance: Instance,
+}
+
+impl Bare {
+    fn new(
+        compiler: Compiler,
+        plugin: &str,
+        typed: impl FnOnce(
+            &mut Store,
+            &FunctionEnv<BareEnv>,
+        ) -> Vec<(&'static str, &'static str, Function)>,
+    ) -> Self {
+        let e = bare_engine(compiler);
+        let module = Module::new(&e, common::plugin_wasm(plugin)).expect("compiles");
+        let mut store = Store::new(e);
+        let env = FunctionEnv::new(&mut store, BareEnv::default());
+        let mut imports = Imports::new();
+        for import in module.imports() {
+            if let wasmer::ExternType::Function(ty) = import.ty() {
+                let results: Vec<Value> = ty
+                    .results()
+                    .iter()
+                    .map(|t| match t {
+                        wasmer::Type::I64 => Value::I64(0),
+                        wasmer::Type::F32 => Value::F32(0.0),
+                        wasmer::Type::F64 => Value::F64(0.0),
+                        _ => Value::I32(0),
+                    })
+                    .collect();
+                let f = Function::new(&mut store, ty.clone(), move |_| Ok(results.clone()));
+                imports.define(import.module(), import.name(), f);
+            }
+        }
+        for (m, n, f) in typed(&mut store, &env) {
+            imports.define(m, n, f);
+        }
+        let instance = Instance::new(&mut store, &module, &imports).expect("instance");
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .expect("memory")
+            .clone();
+        let realloc: TypedFunction<(i32, i32, i32, i32), i32> = instance
+            .exports
+            .get_typed_function(&store, "cabi_realloc")
+            .expect("realloc");
+        let data = env.as_mut(&mut store);
+        data.memory = Some(memory.clone());
+        data.realloc = Some(realloc.clone());
+        Bare {
+            store,
+            memory,
+            realloc,
+            instance,
+        }
+    }
+
+    fn func<A: wasmer::WasmTypeList, R: wasmer::WasmTypeList>(
+        &self,
+        name: &str,
+    ) -> TypedFunction<A, R> {
+        self.instance
+            .exports
+            .get_typed_function(&self.store, name)
+            .expect("export")
+    }
+
+    /// A string copied into the guest (cabi_realloc): its pointer and length.
+    fn lower_str(&mut self, s: &str) -> (i32, i32) {
+        let p = self
+            .realloc
+            .call(&mut self.store, 0, 0, 1, s.len() as i32)
+            .expect("realloc");
+        self.memory
+            .view(&self.store)
+            .write(p as u32 as u64, s.as_bytes())
+            .expect("write");
+        (p, s.len() as i32)
+    }
+
+    fn read_u32(&self, at: i32) -> u32 {
+        let mut b = [0u8; 4];
+        self.memory
+            .view(&self.store)
+            .read(at as u32 as u64, &mut b)
+            .expect("read");
+        u32::from_le_bytes(b)
+    }
+
+    /// The string whose (pointer, length) pair is at `at`.
+    fn lift_str(&self, at: i32) -> String {
+        let (p, n) = (self.read_u32(at), self.read_u32(at + 4));
+        let mut s = vec![0u8; n as usize];
+        self.memory
+            .view(&self.store)
+            .read(u64::from(p), &mut s)
+            .expect("read");
+        String::from_utf8(s).expect("utf-8")
+    }
+}
+
+/// `echo-string` of the conformance plugin on bare wasmer.
+struct BareEcho {
+    bare: Bare,
+    echo: TypedFunction<(i32, i32), i32>,
+    post: TypedFunction<i32, ()>,
+}
+
+impl BareEcho {
+    fn new(compiler: Compiler) -> Self {
+        let bare = Bare::new(compiler, "conformance", |_, _| Vec::new());
+        let f = "tark:plugin/conformance#echo-string";
+        BareEcho {
+            echo: bare.func(f),
+            post: bare.func(&format!("cabi_post_{f}")),
+            bare,
+        }
+    }
+
+    fn echo(&mut self, s: &str) -> String {
+        let (p, l) = self.bare.lower_str(s);
+        let ret = self.echo.call(&mut self.bare.store, p, l).expect("call");
+        let out = self.bare.lift_str(ret);
+        self.post.call(&mut self.bare.store, ret).expect("post");
+        out
+    }
+}
+
+/// The bench hook's `on-event` on bare wasmer, with `storage.get` answering a hit the
+/// cheapest way (a realloc and two writes) and `log.*` doing nothing.
+struct BareHook {
+    bare: Bare,
+    on_event: TypedFunction<(i32, i32, i32, i32, i32), i32>,
+    post: TypedFunction<i32, ()>,
+}
+
+fn bare_storage_get(mut env: FunctionEnvMut<BareEnv>, _kp: i32, _kl: i32, ret: i32) {
+    let (data, mut store) = env.data_and_store_mut();
+    let (Some(memory), Some(realloc)) = (data.memory.clone(), data.realloc.clone()) else {
+        return;
+    };
+    let v = BENCH_VALUE.as_bytes();
+    let p = realloc
+        .call(&mut store, 0, 0, 1, v.len() as i32)
+        .unwrap_or(0);
+    let view = memory.view(&store);
+    let _ = view.write(p as u32 as u64, v);
+    let mut area = [0u8; 12];
+    area[0] = 1;
+    area[4..8].copy_from_slice(&(p as u32).to_le_bytes());
+    area[8..12].copy_from_slice(&(v.len() as u32).to_le_bytes());
+    let _ = view.write(ret as u32 as u64, &area);
+}
+
+impl BareHook {
+    fn new(compiler: Compiler) -> Self {
+        let bare = Bare::new(compiler, "bench-hook", |store, env| {
+            let log = |store: &mut Store| Function::new_typed(store, |_: i32, _: i32| {});
+            vec![
+                ("tark:plugin/log", "debug", log(store)),
+                ("tark:plugin/log", "warn", log(store)),
+                (
+                    "tark:plugin/storage",
+                    "get",
+                    Function::new_typed_with_env(store, env, bare_storage_get),
+                ),
+            ]
+        });
+        let f = "tark:plugin/hook-plugin#on-event";
+        BareHook {
+            on_event: bare.func(f),
+            post: bare.func(&format!("cabi_post_{f}")),
+            bare,
+        }
+    }
+
+    /// `on-event(kind 0, workload, payload)`: the decision's discriminant.
+    fn on_event(&mut self, workload: &str, payload: &str) -> u8 {
+        let (wp, wl) = self.bare.lower_str(workload);
+        let (pp, pl) = self.bare.lower_str(payload);
+        let ret = self
+            .on_event
+            .call(&mut self.bare.store, 0, wp, wl, pp, pl)
+            .expect("call");
+        let disc = self.bare.read_u32(ret) as u8;
+        self.post.call(&mut self.bare.store, ret).expect("post");
+        disc
+    }
+}
+
 /// A conformance instance on a wasmtime peer.
 #[cfg(feature = "bench-wasmtime")]
 macro_rules! wasmtime_conformance {
@@ -140,23 +357,37 @@ struct LegacyFloor {
     store: Store,
     trivial: TypedFunction<(), i32>,
     log_loop: TypedFunction<(), i32>,
+    get_loop: TypedFunction<(), i32>,
 }
 
 impl LegacyFloor {
     fn new(compiler: Compiler) -> Self {
-        let e = WasmEngine::with_settings(compiler, EngineSettings { metering: false })
-            .expect("engine");
-        let module = Module::new(e.engine(), common::legacy_bench_wasm()).expect("compiles");
-        let mut store = e.new_store();
+        let e = bare_engine(compiler);
+        let module = Module::new(&e, common::legacy_bench_wasm()).expect("compiles");
+        let mut store = Store::new(e);
+        let env = FunctionEnv::new(&mut store, BareEnv::default());
+        // A hit answered the cheapest way: the value copied to the guest's buffer.
+        fn get(env: FunctionEnvMut<BareEnv>, _kp: i32, _kl: i32, ret: i32) -> i32 {
+            let Some(memory) = env.data().memory.clone() else {
+                return -1;
+            };
+            let v = BENCH_VALUE.as_bytes();
+            match memory.view(&env).write(ret as u32 as u64, v) {
+                Ok(()) => v.len() as i32,
+                Err(_) => -1,
+            }
+        }
         let imports = imports! {
             "tark:storage" => {
-                "get" => Function::new_typed(&mut store, |_: i32, _: i32, _: i32| -> i32 { 0 }),
+                "get" => Function::new_typed_with_env(&mut store, &env, get),
             },
             "tark:log" => {
                 "debug" => Function::new_typed(&mut store, |_: i32, _: i32| {}),
             },
         };
         let inst = Instance::new(&mut store, &module, &imports).expect("instance");
+        env.as_mut(&mut store).memory =
+            Some(inst.exports.get_memory("memory").expect("memory").clone());
         LegacyFloor {
             trivial: inst
                 .exports
@@ -165,6 +396,10 @@ impl LegacyFloor {
             log_loop: inst
                 .exports
                 .get_typed_function(&store, "bench_log_debug_1000")
+                .expect("export"),
+            get_loop: inst
+                .exports
+                .get_typed_function(&store, "bench_storage_get_1000")
                 .expect("export"),
             store,
         }
@@ -234,6 +469,11 @@ fn latency(c: &mut Criterion) {
             b.iter(|| p.hook_name().expect("call"))
         });
     }
+    // The same call shape on bare wasmer (a string lifted, post-return).
+    for comp in compilers() {
+        let mut floor = Floor::new(comp);
+        g.bench_function(format!("{comp}-floor"), |b| b.iter(|| floor.name()));
+    }
     g.finish();
 
     // A hook event with two short strings in, a variant out (the typical hook call).
@@ -246,6 +486,13 @@ fn latency(c: &mut Criterion) {
                 p.call_canonical("hook-plugin", "on-event", &ev)
                     .expect("call")
             })
+        });
+    }
+    for comp in compilers() {
+        let mut floor = BareHook::new(comp);
+        assert_eq!(floor.on_event("noop", "{}"), 0, "allow");
+        g.bench_function(format!("{comp}-floor"), |b| {
+            b.iter(|| floor.on_event(black_box("noop"), "{}"))
         });
     }
     wasmtime_hook(&mut g, "noop", "{}");
@@ -261,6 +508,13 @@ fn latency(c: &mut Criterion) {
                 p.call_canonical("conformance", "echo-string", &arg)
                     .expect("call")
             })
+        });
+    }
+    for comp in compilers() {
+        let mut floor = BareEcho::new(comp);
+        assert_eq!(floor.echo("hello, tark!"), "hello, tark!");
+        g.bench_function(format!("{comp}-floor"), |b| {
+            b.iter(|| floor.echo(black_box("hello, tark!")))
         });
     }
     #[cfg(feature = "bench-wasmtime")]
@@ -304,13 +558,19 @@ fn latency(c: &mut Criterion) {
                 b.iter(|| p.legacy_code(export, None).expect("call"))
             });
         }
-        if what == "log-debug" {
-            for comp in compilers() {
-                let mut floor = LegacyFloor::new(comp);
-                g.bench_function(format!("{comp}-floor"), |b| {
-                    b.iter(|| floor.log_loop.call(&mut floor.store).expect("call"))
-                });
+        for comp in compilers() {
+            let mut floor = LegacyFloor::new(comp);
+            let f = if what == "log-debug" {
+                floor.log_loop.clone()
+            } else {
+                floor.get_loop.clone()
+            };
+            if what == "storage-get" {
+                assert_eq!(f.call(&mut floor.store).expect("call"), LOOP as i32);
             }
+            g.bench_function(format!("{comp}-floor"), |b| {
+                b.iter(|| f.call(&mut floor.store).expect("call"))
+            });
         }
         wasmtime_legacy(&mut g, export);
         g.finish();
@@ -329,6 +589,14 @@ fn latency(c: &mut Criterion) {
                     p.call_canonical("hook-plugin", "on-event", &ev)
                         .expect("call")
                 })
+            });
+        }
+        let loops = LOOP.to_string();
+        for comp in compilers() {
+            let mut floor = BareHook::new(comp);
+            assert_eq!(floor.on_event(workload, &loops), 0, "{workload}: allow");
+            g.bench_function(format!("{comp}-floor"), |b| {
+                b.iter(|| floor.on_event(workload, &loops))
             });
         }
         wasmtime_hook(&mut g, workload, &LOOP.to_string());

@@ -18,8 +18,34 @@
 //! - On unix the directory must not be writable by group or others and entries must be
 //!   owned by the directory's owner (a shared directory would let another user plant
 //!   native code).
-//! - Size is bounded: after each store, least-recently-used entries (by mtime; hits touch
-//!   the mtime) are removed until the total fits the limit.
+//! - Size is bounded: after each store, least-recently-used entries (by mtime; a hit
+//!   touches the mtime when it is older than [`TOUCH_INTERVAL`]) are removed until the
+//!   total fits the limit.
+//!
+//! Trust rules for a warm start (what lets a start skip hashing; red-team tests cite
+//! these):
+//!
+//! 1. The directory's and every file's owner/mode checks above are the security
+//!    boundary: only the directory's owner can write there, and that user is trusted
+//!    (they can run any code as themselves anyway). Everything below is about integrity
+//!    against accidents, never against that owner.
+//! 2. An entry's payload digest is verified the first time a process loads it; the
+//!    loader then records the entry's identity and version, its [`FileStamp`] (device,
+//!    inode, length, modification and change times), in a sidecar `<entry>.ok` next to
+//!    it (same owner/mode checks). A later load whose entry still has exactly that stamp
+//!    skips the digest; any rewrite, rename, copy or touch of the entry changes the
+//!    stamp (the change time cannot be set back by a user), so it is verified again.
+//!    Header, key and length are checked on every load.
+//! 3. The wasm file of a plugin is hashed (SHA-256, the module's identity in the key)
+//!    when its stamp is unknown or changed; [`ArtifactCache::remember_wasm_hash`]
+//!    records `(stamp, hash)` in `<sha256 of its path>.wasmid`, and a start whose wasm
+//!    has the same stamp takes the recorded hash ([`ArtifactCache::known_wasm_hash`]).
+//!    A same-size rewrite within the file system's timestamp granularity that also keeps
+//!    the inode is the one change this does not notice; `plugin add`/`update` replace
+//!    the file (new inode), so installs are always noticed.
+//! 4. Entries are read into memory once (no mmap): wasmer's `Module::deserialize`
+//!    copies the code into its own executable mapping anyway, and a mapped file could
+//!    change under the loader after verification.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -53,6 +79,55 @@ const ENTRY_EXT: &str = ".art";
 const TMP_PREFIX: &str = ".tmp-";
 /// Temporary files older than this are leftovers of a crashed writer.
 const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
+/// Extension of an entry's verification record (`<entry>.ok`, trust rule 2).
+const VERIFIED_EXT: &str = ".ok";
+/// Extension of a wasm file's hash record (trust rule 3).
+const WASM_ID_EXT: &str = ".wasmid";
+/// Largest record file read.
+const RECORD_MAX: u64 = 4096;
+/// A hit touches the entry's mtime (for LRU eviction) only when it is older than this,
+/// so the entry's stamp stays stable between starts (trust rule 2).
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A file's identity and version: what the records of trust rules 2 and 3 vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of `meta` (None where the platform has no inode and change time: there
+    /// every load verifies).
+    pub fn of(meta: &fs::Metadata) -> Option<FileStamp> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Some(FileStamp {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                ctime: (meta.ctime(), meta.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            None
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {}.{} {}.{}",
+            self.dev, self.ino, self.len, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
 
 /// Where and how big the cache is; resolved against the environment by [`CacheConfig::open`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -466,6 +541,7 @@ impl ArtifactCache {
                 // the ownership checks, or one we could not read, is left alone.
                 if !matches!(reason, Rejection::NotPrivate(_) | Rejection::Io(_)) {
                     let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(verified_path(&path));
                 }
                 Some(reason)
             }
@@ -510,7 +586,7 @@ impl ArtifactCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Rejection::Io(e.to_string())),
         };
-        let payload = self.read_verified(&mut file, key)?;
+        let (payload, stamp) = self.read_verified(&mut file, key, &path)?;
         // SAFETY: `Module::deserialize` maps the payload as native code. The payload is
         // exactly the bytes `Module::serialize` produced in a process whose engine had this
         // key (same tark-wasmer and wasmer versions, compiler, target, CPU features, wasm
@@ -525,8 +601,18 @@ impl ArtifactCache {
         }));
         match loaded {
             Ok(Ok(module)) => {
-                // Touch for LRU eviction; failure only makes eviction less accurate.
-                let _ = file.set_modified(SystemTime::now());
+                // Touch for LRU eviction (rarely, so the stamp stays stable); failure
+                // only makes eviction less accurate. The record follows the new stamp:
+                // the bytes were just verified (or vouched for) through this handle.
+                let now = SystemTime::now();
+                let old = stamp.map(|(_, mtime)| mtime);
+                if old.is_none_or(|m| now.duration_since(m).is_ok_and(|a| a > TOUCH_INTERVAL))
+                    && file.set_modified(now).is_ok()
+                {
+                    if let Some(new) = file.metadata().ok().as_ref().and_then(FileStamp::of) {
+                        self.write_record(&verified_path(&path), &new.text());
+                    }
+                }
                 Ok(Some(module))
             }
             Ok(Err(e)) => Err(Rejection::Deserialize(e.to_string())),
@@ -535,10 +621,19 @@ impl ArtifactCache {
     }
 
     /// Read `file` (the entry for `key`) and return its payload if every check passes.
-    fn read_verified(&self, file: &mut File, key: &CacheKey) -> Result<Vec<u8>, Rejection> {
+    /// Also returns the entry's stamp and mtime (None where there are no stamps).
+    #[allow(clippy::type_complexity)]
+    fn read_verified(
+        &self,
+        file: &mut File,
+        key: &CacheKey,
+        path: &Path,
+    ) -> Result<(Vec<u8>, Option<(FileStamp, SystemTime)>), Rejection> {
         let io = |e: io::Error| Rejection::Io(e.to_string());
         let meta = file.metadata().map_err(io)?;
         check_private(&self.dir, &meta)?;
+        let stamp =
+            FileStamp::of(&meta).map(|s| (s, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
         let len = meta.len();
         if len < HEADER_LEN as u64 {
             return Err(Rejection::Truncated { len });
@@ -577,11 +672,86 @@ impl ArtifactCache {
                 actual: payload.len() as u64,
             });
         }
-        let digest = payload_digest(&payload);
-        if digest != fields.payload_sha256 {
-            return Err(Rejection::HashMismatch);
+        // Trust rule 2: the digest is skipped only for exactly the file verified before.
+        let record = verified_path(path);
+        let vouched = stamp
+            .as_ref()
+            .is_some_and(|(s, _)| self.read_record(&record).as_deref() == Some(&s.text()));
+        if !vouched {
+            let digest = payload_digest(&payload);
+            if digest != fields.payload_sha256 {
+                return Err(Rejection::HashMismatch);
+            }
+            if let Some((s, _)) = &stamp {
+                self.write_record(&record, &s.text());
+            }
         }
-        Ok(payload)
+        Ok((payload, stamp))
+    }
+
+    /// The text of a record file (trust rules 2 and 3), if it exists, is small and
+    /// passes the owner/mode checks.
+    fn read_record(&self, path: &Path) -> Option<String> {
+        let mut f = File::open(path).ok()?;
+        let meta = f.metadata().ok()?;
+        check_private(&self.dir, &meta).ok()?;
+        if meta.len() > RECORD_MAX {
+            return None;
+        }
+        let mut text = String::new();
+        f.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// Replace a record file atomically (temp + rename, mode 0600, no fsync: a lost
+    /// record only costs one more hash). Failures are ignored for the same reason.
+    fn write_record(&self, path: &Path, text: &str) {
+        use std::io::Write;
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        let tmp = self.temp_path(stem);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+
+    /// The record file of the wasm at `wasm_path` (trust rule 3).
+    fn wasm_id_path(&self, wasm_path: &Path) -> PathBuf {
+        let digest: [u8; 32] = Sha256::digest(wasm_path.as_os_str().as_encoded_bytes()).into();
+        self.dir.join(format!("{}{WASM_ID_EXT}", hex(&digest)))
+    }
+
+    /// The SHA-256 recorded for the wasm at `wasm_path` when the file still has `stamp`
+    /// (trust rule 3), so a start need not hash it again.
+    pub fn known_wasm_hash(&self, wasm_path: &Path, stamp: &FileStamp) -> Option<[u8; 32]> {
+        let text = self.read_record(&self.wasm_id_path(wasm_path))?;
+        let (recorded, hash) = text.rsplit_once(' ')?;
+        if recorded != stamp.text() || hash.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+
+    /// Record that the wasm at `wasm_path`, with `stamp`, has SHA-256 `hash`. Needs the
+    /// directory (created private if missing); failures only cost a hash next time.
+    pub fn remember_wasm_hash(&self, wasm_path: &Path, stamp: &FileStamp, hash: &[u8; 32]) {
+        if self.ensure_dir().is_ok() {
+            let text = format!("{} {}", stamp.text(), hex(hash));
+            self.write_record(&self.wasm_id_path(wasm_path), &text);
+        }
     }
 
     /// Serialize `module` and write it as the entry for `key` (atomically), then evict down
@@ -696,7 +866,8 @@ impl ArtifactCache {
             };
             if is_entry_name(name) {
                 entries.push(entry);
-            } else if name.starts_with(TMP_PREFIX) {
+            } else if name.starts_with(TMP_PREFIX) || is_record_name(name) {
+                // Temporaries and records: not entries (not counted, never loaded).
                 temps.push(entry);
             }
         }
@@ -741,9 +912,15 @@ impl ArtifactCache {
         let (mut entries, temps) = self.entries()?;
         let now = SystemTime::now();
         for t in temps {
-            if now
-                .duration_since(t.mtime)
-                .is_ok_and(|age| age > STALE_TMP_AGE)
+            let is_tmp = t
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(TMP_PREFIX));
+            if is_tmp
+                && now
+                    .duration_since(t.mtime)
+                    .is_ok_and(|age| age > STALE_TMP_AGE)
             {
                 let _ = fs::remove_file(t.path);
             }
@@ -760,6 +937,7 @@ impl ArtifactCache {
             }
             match fs::remove_file(&e.path) {
                 Ok(()) => {
+                    let _ = fs::remove_file(verified_path(&e.path));
                     removed.entries += 1;
                     removed.bytes = removed.bytes.saturating_add(e.len);
                     log::debug!("artifact cache: evicted {}", e.path.display());
@@ -786,6 +964,24 @@ fn payload_digest(payload: &[u8]) -> [u8; 32] {
     // BLAKE3: ~5x SHA-256's throughput here (10 GB/s vs 2 GB/s), and it is hashing
     // megabytes of native code on every warm start.
     blake3::hash(payload).into()
+}
+
+/// The verification record of the entry at `entry` (trust rule 2).
+fn verified_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(VERIFIED_EXT);
+    PathBuf::from(name)
+}
+
+/// `<64 hex digits>.art.ok` or `<64 hex digits>.wasmid`.
+fn is_record_name(name: &str) -> bool {
+    name.strip_suffix(VERIFIED_EXT).is_some_and(is_entry_name)
+        || name.strip_suffix(WASM_ID_EXT).is_some_and(|stem| {
+            stem.len() == 64
+                && stem
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 /// `<64 hex digits>.art`.

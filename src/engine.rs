@@ -1,7 +1,7 @@
 //! Compilers and compiled modules: one wasmer engine per compiler and code-affecting
 //! settings ([`EngineSettings`]) per process, shared by every plugin, and an in-process
 //! module cache keyed by the module's hash so a plugin is compiled once however many
-//! instances it gets.
+//! instances it gets (and loaded plugins' modules are kept for the process's lifetime).
 
 pub mod bounds;
 pub mod metering;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module, Store};
 
-use crate::cache::{ArtifactCache, CacheKey, CacheOutcome};
+use crate::cache::{ArtifactCache, CacheKey, CacheOutcome, FileStamp};
 use crate::limits::Limits;
 
 /// The code generator that turns wasm into native code.
@@ -305,10 +305,25 @@ impl WasmEngine {
         wasm: &[u8],
         cache: Option<&ArtifactCache>,
     ) -> Result<(CompiledModule, CacheOutcome), EngineError> {
+        self.compile_with_hash(what, wasm, None, cache)
+    }
+
+    /// [`WasmEngine::compile_cached`] with the module's SHA-256 when the caller knows it
+    /// (from the cache's record of an unchanged wasm file).
+    fn compile_with_hash(
+        &self,
+        what: &str,
+        wasm: &[u8],
+        known_hash: Option<[u8; 32]>,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<(CompiledModule, CacheOutcome), EngineError> {
         if is_component(wasm) {
             return Err(EngineError::Component(what.to_string()));
         }
-        let hash: [u8; 32] = Sha256::digest(wasm).into();
+        let hash: [u8; 32] = match known_hash {
+            Some(h) => h,
+            None => Sha256::digest(wasm).into(),
+        };
         let custom_sections = custom_section_names(wasm);
         let done = |module: Module| CompiledModule {
             module,
@@ -349,18 +364,42 @@ impl WasmEngine {
         Ok((done(module), outcome))
     }
 
-    /// Read and compile a wasm file through the disk `cache` (if any).
+    /// Read and compile a wasm file through the disk `cache` (if any). With a cache, the
+    /// file is hashed only when its (device, inode, size, times) differ from the ones
+    /// recorded with its hash (the cache's trust rule 3, `src/cache.rs`).
     pub fn compile_file_cached(
         &self,
         what: &str,
         path: &Path,
         cache: Option<&ArtifactCache>,
     ) -> Result<(CompiledModule, CacheOutcome), EngineError> {
-        let wasm = std::fs::read(path).map_err(|e| EngineError::Read {
+        let read_err = |e: std::io::Error| EngineError::Read {
             path: path.display().to_string(),
             message: e.to_string(),
-        })?;
-        self.compile_cached(what, &wasm, cache)
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        // The stamp of the bytes read: taken from the open file, before reading.
+        let stamp = file.metadata().ok().as_ref().and_then(FileStamp::of);
+        let mut wasm = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut wasm).map_err(read_err)?;
+        let known = match (cache, &stamp) {
+            (Some(c), Some(s)) => c.known_wasm_hash(path, s),
+            _ => None,
+        };
+        let (module, outcome) = self.compile_with_hash(what, &wasm, known, cache)?;
+        if known.is_none() {
+            if let (Some(c), Some(s)) = (cache, &stamp) {
+                // Only if the file did not change while it was read.
+                let after = std::fs::metadata(path)
+                    .ok()
+                    .as_ref()
+                    .and_then(FileStamp::of);
+                if after.as_ref() == Some(s) {
+                    c.remember_wasm_hash(path, s, &module.hash);
+                }
+            }
+        }
+        Ok((module, outcome))
     }
 
     /// Read and compile a wasm file.

@@ -11,7 +11,7 @@ pub use crate::abi::canonical::types::{Ty, Val};
 pub use crate::abi::legacy::imports::LEGACY_IMPORTS;
 pub use crate::abi::legacy::instance::{CallOutcome, LegacyInstance, Output};
 pub use crate::host::http::{HttpError, HttpMethod, HttpResponse};
-pub use crate::host::storage::StoreRegistry;
+pub use crate::host::storage::{StoreRegistry, RECHECK_INTERVAL as STORAGE_RECHECK_INTERVAL};
 pub use crate::host::ws::{WsError, WsEvent};
 pub use crate::host::{next_owner_id, HostServices, OwnerId, PluginContext};
 

@@ -453,10 +453,16 @@ fn two_processes_filling_one_cache_at_once_both_succeed() {
             let (out_b, _) = ok(b.wait_with_output().expect("wait b"));
             assert_eq!(out_a, out_b);
             assert!(out_a.contains("\"Legacy Provider\""), "{out_a}");
-            // Exactly one entry and nothing half-written.
-            let names = all_names(&cache);
-            assert_eq!(names.len(), 1, "{compiler} round {round}: {names:?}");
-            assert!(names[0].ends_with(".art"), "{names:?}");
+            // Exactly one entry and nothing half-written (besides the entry, only the
+            // stamp records of src/cache.rs's trust rules 2 and 3).
+            let all = all_names(&cache);
+            assert!(!all.iter().any(|n| n.starts_with(".tmp")), "{all:?}");
+            let names: Vec<&String> = all
+                .iter()
+                .filter(|n| !n.ends_with(".wasmid") && !n.ends_with(".art.ok"))
+                .collect();
+            assert_eq!(names.len(), 1, "{compiler} round {round}: {all:?}");
+            assert!(names[0].ends_with(".art"), "{all:?}");
             let verify = ArtifactCache::new(&cache, 512 << 20);
             let fresh = WasmEngine::new(compiler).expect("engine");
             assert_eq!(outcome_of(&fresh, &wasm, &verify), CacheOutcome::DiskHit);
@@ -569,4 +575,150 @@ fn cli_no_cache_writes_nothing_and_env_dir_is_used() {
     let (out, _) = ok(cmd.output().expect("run"));
     assert!(out.contains("\"Legacy Provider\""), "{out}");
     assert!(entry_files(&tiny).is_empty());
+}
+
+#[test]
+fn first_call_after_plugin_add_and_update_does_not_compile() {
+    ensure_plugins_built();
+    let env = TestEnv::new();
+    // A source directory of our own, so `update` can find a changed module there.
+    let src = env.tmp.path().join("provider-src");
+    fs::create_dir_all(&src).expect("mkdir");
+    for f in ["plugin.toml", "plugin.wasm"] {
+        fs::copy(example_plugin_dir(PROVIDER).join(f), src.join(f)).expect("copy");
+    }
+    let original = provider_wasm();
+    for compiler in compilers() {
+        fs::write(src.join("plugin.wasm"), &original).expect("write");
+        let cache = env.tmp.path().join(format!("add-cache-{compiler}"));
+        let with = |args: &[&str]| {
+            let mut cmd = bin(&env);
+            cmd.arg("--compiler")
+                .arg(compiler.as_str())
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(args)
+                .stdin(Stdio::null());
+            cmd
+        };
+        let (_, log) = ok(
+            with(&["plugin", "add", src.to_str().expect("utf-8"), "--yes"])
+                .output()
+                .expect("run"),
+        );
+        // `add` compiled and stored the artifact for this compiler.
+        assert!(log.contains("artifact cache: stored"), "{log}");
+        assert_eq!(entry_files(&cache).len(), 1);
+        let (first, log) = ok(with(&["call", PROVIDER, "info"]).output().expect("run"));
+        assert!(first.contains("\"Legacy Provider\""), "{first}");
+        assert!(log.contains("artifact cache hit: legacy-provider"), "{log}");
+        assert!(!log.contains("miss") && !log.contains("stored"), "{log}");
+        // A new module at the source (an extra custom section): `update` compiles it,
+        // and the call after it again compiles nothing.
+        let mut changed = original.clone();
+        changed.extend_from_slice(&[0x00, 0x05, 0x04, b'n', b'e', b'x', b't']);
+        fs::write(src.join("plugin.wasm"), &changed).expect("write");
+        let (_, log) = ok(with(&["plugin", "update", PROVIDER]).output().expect("run"));
+        assert!(log.contains("artifact cache: stored"), "{log}");
+        assert_eq!(entry_files(&cache).len(), 2);
+        let (second, log) = ok(with(&["call", PROVIDER, "info"]).output().expect("run"));
+        assert_eq!(second, first);
+        assert!(log.contains("artifact cache hit: legacy-provider"), "{log}");
+        assert!(!log.contains("miss") && !log.contains("stored"), "{log}");
+        ok(with(&["plugin", "remove", PROVIDER]).output().expect("run"));
+    }
+}
+
+/// Write `bytes` to `path` with a new modification time (the same size as before in the
+/// tests below), as an editor or a rebuild would.
+fn rewrite(path: &Path, bytes: &[u8]) {
+    let before = fs::metadata(path).ok().and_then(|m| m.modified().ok());
+    fs::write(path, bytes).expect("write");
+    // Make sure the stamp moves even on coarse-timestamp file systems.
+    if let Some(t) = before {
+        let f = fs::File::options().write(true).open(path).expect("open");
+        f.set_modified(t + std::time::Duration::from_secs(2))
+            .expect("set mtime");
+    }
+}
+
+#[test]
+fn unchanged_wasm_is_not_rehashed_and_a_same_size_change_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = ArtifactCache::new(dir.path().join("artifacts"), 512 << 20);
+    let wasm_path = dir.path().join("plugin.wasm");
+    let a = wat::parse_str(auth_wat('a')).expect("wat");
+    let b = wat::parse_str(auth_wat('b')).expect("wat");
+    assert_eq!(a.len(), b.len(), "same size, different bytes");
+    fs::write(&wasm_path, &a).expect("write");
+    let compiler = Compiler::default();
+    let load = |what| {
+        // A fresh engine each time: as a new process, no in-process module.
+        WasmEngine::new(compiler)
+            .expect("engine")
+            .compile_file_cached(what, &wasm_path, Some(&cache))
+            .expect("compiles")
+    };
+    let (first, outcome) = load("a");
+    assert_eq!(outcome, CacheOutcome::Miss { stored: true });
+    // The file's hash is now on record for its current stamp.
+    let stamp = |p: &Path| {
+        tark_wasmer::cache::FileStamp::of(&fs::metadata(p).expect("stat")).expect("unix stamp")
+    };
+    assert_eq!(
+        cache.known_wasm_hash(&wasm_path, &stamp(&wasm_path)),
+        Some(first.hash)
+    );
+    let (again, outcome) = load("a");
+    assert_eq!(outcome, CacheOutcome::DiskHit);
+    assert_eq!(again.hash, first.hash);
+    // Same size, new bytes and mtime: the recorded hash no longer applies, so the new
+    // module is hashed, missed and compiled.
+    rewrite(&wasm_path, &b);
+    assert_eq!(cache.known_wasm_hash(&wasm_path, &stamp(&wasm_path)), None);
+    let (changed, outcome) = load("b");
+    assert_eq!(outcome, CacheOutcome::Miss { stored: true });
+    assert_ne!(changed.hash, first.hash);
+    let want: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        &b,
+    ))
+    .into();
+    assert_eq!(changed.hash, want);
+    assert_eq!(entry_files(cache.dir()).len(), 2);
+}
+
+#[test]
+fn tampered_artifact_is_refused_after_a_verified_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = ArtifactCache::new(dir.path().join("artifacts"), 512 << 20);
+    let wasm = wat::parse_str(auth_wat('t')).expect("wat");
+    let compiler = Compiler::default();
+    let outcome = || outcome_of(&WasmEngine::new(compiler).expect("engine"), &wasm, &cache);
+    assert_eq!(outcome(), CacheOutcome::Miss { stored: true });
+    // Two verified loads: the second is vouched for by the first's record.
+    assert_eq!(outcome(), CacheOutcome::DiskHit);
+    assert_eq!(outcome(), CacheOutcome::DiskHit);
+    let entries = entry_files(cache.dir());
+    assert_eq!(entries.len(), 1);
+    let records: Vec<String> = all_names(cache.dir())
+        .into_iter()
+        .filter(|n| n.ends_with(".art.ok"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    // Flip a payload byte in place (same size): the stamp changes, so the digest is
+    // checked again and the artifact refused.
+    let mut bytes = fs::read(&entries[0]).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    rewrite(&entries[0], &bytes);
+    match outcome() {
+        CacheOutcome::Rejected {
+            reason: Rejection::HashMismatch,
+            stored: true,
+        } => {}
+        other => panic!("tampered artifact loaded: {other:?}"),
+    }
+    // The recompiled entry replaced it and loads (verified again) in the next process.
+    assert_eq!(outcome(), CacheOutcome::DiskHit);
 }

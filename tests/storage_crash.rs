@@ -1,12 +1,14 @@
 //! Crash safety of plugin storage: a process killed (SIGKILL) in the middle of writes
 //! leaves `storage.json` holding the old or the new map, never a broken file; and two
-//! processes writing the same store lose no update (cross-process file lock).
+//! processes writing the same store lose no update (cross-process file lock); and a
+//! write by another process is seen by a store that already cached the file within the
+//! documented re-check interval.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tark_wasmer::lowlevel::StoreRegistry;
+use tark_wasmer::lowlevel::{StoreRegistry, STORAGE_RECHECK_INTERVAL};
 
 const CHILD_ENV: &str = "TARK_WASMER_STORAGE_CRASH_CHILD";
 
@@ -119,4 +121,28 @@ fn two_processes_lose_no_update() {
             assert!(map.contains_key(&format!("{p}{i}")), "lost {p}{i}");
         }
     }
+}
+
+#[test]
+fn another_process_write_is_seen_within_the_recheck_interval() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let reg = StoreRegistry::default();
+    let store = reg.open(&dir, "reader", 1 << 30).expect("open store");
+    store.set("mine", "1").expect("set");
+    // Cached: the snapshot now answers reads from memory.
+    assert_eq!(store.get("p0", usize::MAX).expect("get"), None);
+    let mut child = spawn_child(&dir, "p", Some(1));
+    assert!(child.wait().expect("child").success());
+    // The documented bound: reads that start RECHECK_INTERVAL after the commit see it.
+    std::thread::sleep(STORAGE_RECHECK_INTERVAL + Duration::from_millis(5));
+    let seen = store
+        .get("p0", usize::MAX)
+        .expect("get")
+        .expect("p0 written by the child");
+    assert!(seen.starts_with("0:"), "{}", &seen[..seen.len().min(10)]);
+    assert_eq!(
+        store.get("mine", usize::MAX).expect("get").as_deref(),
+        Some("1")
+    );
 }

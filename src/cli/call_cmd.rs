@@ -135,6 +135,39 @@ fn load_failed(plugin: &InstalledPlugin, e: Error) -> anyhow::Error {
     )))
 }
 
+/// The host `call` builds from the global options.
+fn host_options(global: &Global) -> anyhow::Result<HostOptions> {
+    Ok(HostOptions {
+        plugins_dir: Some(global.plugins_dir.clone()),
+        compiler: global.compiler,
+        config: HostConfig {
+            limits: global.limits.clone(),
+            ..HostConfig::from_environment()?
+        },
+        cache: global.cache.clone(),
+        ..HostOptions::default()
+    })
+}
+
+/// After `plugin add` / `plugin update`: compile plugin `id` into the artifact cache with
+/// the compiler and settings `call` would use, so its first call does not compile. A
+/// failure is only logged: the plugin is installed, and `call` reports compile errors.
+pub fn precompile(global: &Global, id: &str) {
+    let result = (|| -> anyhow::Result<()> {
+        let host = PluginHost::with_options(host_options(global)?)?;
+        let plugin = host
+            .registry()
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let outcome = host.precompile(plugin)?;
+        log::debug!("precompiled plugin {id}: {outcome:?}");
+        Ok(())
+    })();
+    if let Err(e) = result {
+        log::warn!("Could not precompile plugin '{id}' (it will compile on first use): {e:#}");
+    }
+}
+
 /// A loaded plugin ready for calls.
 pub struct Session {
     host: PluginHost,
@@ -144,17 +177,7 @@ pub struct Session {
 impl Session {
     /// Load an installed plugin by id, or a plugin directory (not installed).
     pub fn open(global: &Global, target: &str) -> anyhow::Result<Session> {
-        let options = HostOptions {
-            plugins_dir: Some(global.plugins_dir.clone()),
-            compiler: global.compiler,
-            config: HostConfig {
-                limits: global.limits.clone(),
-                ..HostConfig::from_environment()?
-            },
-            cache: global.cache.clone(),
-            ..HostOptions::default()
-        };
-        let mut host = PluginHost::with_options(options)?;
+        let mut host = PluginHost::with_options(host_options(global)?)?;
         let id = if is_path(target) {
             let dir = std::path::absolute(target)
                 .with_context(|| format!("Failed to resolve {target}"))?;

@@ -305,6 +305,7 @@ fn install_checked(
     out.blank()?;
     out.line("Installing...")?;
     let installed = registry.install_from_dir(copy_from, source, false)?;
+    super::call_cmd::precompile(global, installed.id());
     if req.json {
         let mut m = summary_json(&installed);
         m.insert(
@@ -384,6 +385,7 @@ fn link_checked(
     }
     let mut registry = scanned_registry(global)?;
     let linked = registry.link_dir(src)?;
+    super::call_cmd::precompile(global, linked.id());
     if req.json {
         let mut m = summary_json(&linked);
         m.insert("link".into(), json!(src.to_string_lossy()));

@@ -156,6 +156,7 @@ pub fn update(
             ))?;
             out.flush()?;
             let (before, after) = update_one(global, &mut registry, id)?;
+            super::call_cmd::precompile(global, id);
             if as_json {
                 out.json(&json!({
                     "updated": [{"id": id, "version_before": before, "version": after}],
@@ -204,6 +205,7 @@ pub fn update(
         out.flush()?;
         match update_one(global, &mut registry, &id) {
             Ok((before, after)) => {
+                super::call_cmd::precompile(global, &id);
                 out.line(format!(
                     "✅ Updated {}",
                     out.paint(printable(&id), Style::Green)

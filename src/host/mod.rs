@@ -332,6 +332,12 @@ impl PluginContext {
         })
     }
 
+    /// Would `log.*` at `level` print anything? Adapters ask before reading the
+    /// guest's message, so a line below the level costs no guest-memory access.
+    pub fn log_enabled(&self, level: ::log::Level) -> bool {
+        log::plugin_log_enabled(level)
+    }
+
     /// `log.*` and captured guest output, prefixed with the plugin id.
     pub fn log(&self, level: ::log::Level, msg: &str) {
         log::plugin_log(&self.plugin_id, level, msg)

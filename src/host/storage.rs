@@ -10,10 +10,16 @@
 //! tests below cover each point):
 //! - One [`Store`] per data directory per [`StoreRegistry`] (the host has one
 //!   registry), so all instances of a plugin share it.
-//! - Every read first checks whether `storage.json` changed on disk (device, inode,
-//!   length, modification and change times, compared with the loaded snapshot, whose
-//!   file handle is kept open so that its inode cannot be reused) and reloads it if so:
-//!   writes by other processes are seen without reopening.
+//! - Reads answer from memory. A read checks whether `storage.json` changed on disk
+//!   (device, inode, length, modification and change times, compared with the loaded
+//!   snapshot, whose file handle is kept open so that its inode cannot be reused) and
+//!   reloads it if so, but that `stat` is made at most once per [`RECHECK_INTERVAL`]
+//!   per store: a write by another process (or an edit of the file by tark) is seen by
+//!   the reads that start at most [`RECHECK_INTERVAL`] after it was committed. Writes
+//!   through any store of this process bump a process-wide generation, so they are
+//!   seen by the next read of every other store of the same directory at once (no
+//!   window). Writes always check the file under the lock (below), so the window never
+//!   loses an update.
 //! - Every write is a read-modify-write under the process-local mutex and an exclusive
 //!   `flock` on `<data_dir>/.storage.lock`: reload if changed, modify, write a temporary
 //!   file in the same directory, fsync, rename over `storage.json`, fsync the directory
@@ -29,8 +35,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::fsutil::{self, AtomicWrite, WriteStep};
 
@@ -39,6 +46,17 @@ use crate::fsutil::{self, AtomicWrite, WriteStep};
 pub const STORAGE_FILE: &str = "storage.json";
 /// The cross-process lock file's name inside the data directory.
 pub const LOCK_FILE: &str = ".storage.lock";
+
+/// How stale a read may be with respect to writes by *other processes*: a read `stat`s
+/// `storage.json` only when the last check of its store is at least this old (writes in
+/// this process are seen at once, see the module docs). 20 ms is far below anything a
+/// person or tark's own polling notices, and turns a `stat` per `storage.get` (about
+/// 1 µs) into one per 20 ms.
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Bumped by every committed write of any store in this process: a store whose last
+/// check saw an older value checks the file again on its next read.
+static WRITE_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +142,9 @@ struct State {
     stamp: Option<Stamp>,
     /// Kept open so the snapshot's inode cannot be reused by a later file.
     _handle: Option<File>,
+    /// When the file was last compared with the snapshot (None: never), and the
+    /// process-wide [`WRITE_GENERATION`] seen then.
+    checked: Option<(Instant, u64)>,
 }
 
 impl State {
@@ -133,6 +154,18 @@ impl State {
         self.loaded = true;
         self.stamp = None;
         self._handle = None;
+    }
+
+    /// Is the snapshot recent enough for a read to skip the `stat`?
+    fn fresh(&self) -> bool {
+        match self.checked {
+            Some((at, generation)) => {
+                self.loaded
+                    && generation == WRITE_GENERATION.load(Ordering::Acquire)
+                    && at.elapsed() < RECHECK_INTERVAL
+            }
+            None => false,
+        }
     }
 }
 
@@ -188,7 +221,7 @@ impl Store {
     /// The value of `key` (None when absent); values over `max` are an error.
     pub fn get(&self, key: &str, max: usize) -> Result<Option<String>, StorageError> {
         let mut st = self.lock_state();
-        self.refresh(&mut st, false)?;
+        self.refresh_for_read(&mut st)?;
         match st.map.get(key) {
             None => Ok(None),
             Some(v) if v.len() > max => {
@@ -283,7 +316,7 @@ impl Store {
     /// All keys, sorted.
     pub fn list_keys(&self) -> Result<Vec<String>, StorageError> {
         let mut st = self.lock_state();
-        self.refresh(&mut st, false)?;
+        self.refresh_for_read(&mut st)?;
         Ok(st.map.keys().cloned().collect())
     }
 
@@ -295,6 +328,7 @@ impl Store {
                 let mut g = poisoned.into_inner();
                 g.loaded = false;
                 g.stamp = None;
+                g.checked = None;
                 g
             }
         }
@@ -318,8 +352,27 @@ impl Store {
         u64::try_from(cap).unwrap_or(u64::MAX)
     }
 
+    /// Before a read: the snapshot as is when it was checked less than
+    /// [`RECHECK_INTERVAL`] ago and no store of this process wrote since, else
+    /// [`Store::refresh`].
+    fn refresh_for_read(&self, st: &mut State) -> Result<(), StorageError> {
+        if st.fresh() {
+            return Ok(());
+        }
+        self.refresh(st, false)
+    }
+
     /// Bring the snapshot up to date with the file. `locked`: we hold the file lock.
     fn refresh(&self, st: &mut State, locked: bool) -> Result<(), StorageError> {
+        // Read before the stat: a write committed after this is caught by the next read.
+        let generation = WRITE_GENERATION.load(Ordering::Acquire);
+        let now = Instant::now();
+        self.refresh_inner(st, locked)?;
+        st.checked = Some((now, generation));
+        Ok(())
+    }
+
+    fn refresh_inner(&self, st: &mut State, locked: bool) -> Result<(), StorageError> {
         let meta = match std::fs::metadata(&self.file) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -344,7 +397,7 @@ impl Store {
                 if !locked {
                     // Re-check under the lock before declaring it corrupt.
                     let _flock = self.lock_file()?;
-                    return self.refresh(st, true);
+                    return self.refresh_inner(st, true);
                 }
                 self.move_aside(&reason)?;
                 st.set_empty();
@@ -471,7 +524,9 @@ impl Store {
                 WriteStep::Rename => io_err(&self.file, "rename temporary file", e.error),
             })?;
         let f = committed.file;
-        // The new content is committed (visible) from here on; memory follows it.
+        // The new content is committed (visible) from here on; memory follows it, and
+        // the other stores of this process check the file on their next read.
+        let generation = WRITE_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
         if let Err(e) = committed.dir_sync {
             log::warn!(
                 "[plugin:{}] storage: fsync of {} failed: {e}",
@@ -491,6 +546,7 @@ impl Store {
             }
         }
         st.loaded = true;
+        st.checked = Some((Instant::now(), generation));
         Ok(())
     }
 }
@@ -577,6 +633,12 @@ mod tests {
         reg.open(dir, "t", MAX).unwrap()
     }
 
+    /// Let the read window pass, so the next read checks the file (edits made behind
+    /// the store's back, as another process would).
+    fn past_recheck_interval() {
+        std::thread::sleep(RECHECK_INTERVAL + Duration::from_millis(5));
+    }
+
     fn dir_names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -638,6 +700,7 @@ mod tests {
         assert_eq!(s1.get("one", MAX).unwrap().as_deref(), Some("9"));
         // A deleted file (e.g. tark's logout) reads as empty.
         std::fs::remove_file(tmp.path().join(STORAGE_FILE)).unwrap();
+        past_recheck_interval();
         assert_eq!(s1.get("one", MAX).unwrap(), None);
         assert!(s2.list_keys().unwrap().is_empty());
     }
@@ -654,6 +717,7 @@ mod tests {
             "{\n  \"k\": \"much longer\"\n}",
         )
         .unwrap();
+        past_recheck_interval();
         assert_eq!(s.get("k", MAX).unwrap().as_deref(), Some("much longer"));
     }
 
@@ -720,6 +784,7 @@ mod tests {
         );
         // A file written by tark (any order, any spacing) is read.
         std::fs::write(tmp.path().join(STORAGE_FILE), "{\"z\":\"1\",\"y\":\"2\"}").unwrap();
+        past_recheck_interval();
         assert_eq!(
             s.list_keys().unwrap(),
             vec!["y".to_string(), "z".to_string()]

@@ -124,16 +124,7 @@ impl PluginHost {
     /// `<workspace>/.tark/plugins/<id>/data`).
     pub fn load_with_data_dir(&mut self, plugin: &InstalledPlugin, data_dir: &Path) -> Result<()> {
         let wasm = plugin.checked_wasm_path()?;
-        let base = self
-            .plugin_limits
-            .get(&plugin.id)
-            .unwrap_or(&self.services.config.limits);
-        // The manifest was validated when it was read, so `request` cannot fail here.
-        let request = plugin.manifest.limits.request().unwrap_or_default();
-        let (limits, capped) = base.for_plugin(&plugin.id, &request);
-        for note in capped {
-            log::warn!("{note}");
-        }
+        let limits = self.limits_for(plugin, true);
         let engine = self.engine_for(&limits)?;
         let (compiled, outcome) =
             engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
@@ -148,6 +139,38 @@ impl PluginHost {
         let instance = PluginInstance::new(plugin.clone(), engine, compiled, ctx)?;
         self.plugins.insert(plugin.id.clone(), instance);
         Ok(())
+    }
+
+    /// Compile an installed plugin into the artifact cache without loading it, with the
+    /// engine [`PluginHost::load`] would pick (compiler and the plugin's code-affecting
+    /// limits). `plugin add` and `plugin update` call this, so the first `call` after
+    /// them loads a cached artifact instead of compiling. Says where the module came
+    /// from ([`CacheOutcome::DiskHit`] when it was already cached).
+    pub fn precompile(&self, plugin: &InstalledPlugin) -> Result<CacheOutcome> {
+        let wasm = plugin.checked_wasm_path()?;
+        let limits = self.limits_for(plugin, false);
+        let engine = self.engine_for(&limits)?;
+        let (_, outcome) = engine.compile_file_cached(&plugin.id, &wasm, self.cache.as_deref())?;
+        Ok(outcome)
+    }
+
+    /// The limits `plugin` runs under: the host's (or its override), with the plugin's
+    /// own `[limits]` applied on top, capped ([`Limits::for_plugin`]); `warn` logs what
+    /// was capped.
+    fn limits_for(&self, plugin: &InstalledPlugin, warn: bool) -> Limits {
+        let base = self
+            .plugin_limits
+            .get(&plugin.id)
+            .unwrap_or(&self.services.config.limits);
+        // The manifest was validated when it was read, so `request` cannot fail here.
+        let request = plugin.manifest.limits.request().unwrap_or_default();
+        let (limits, capped) = base.for_plugin(&plugin.id, &request);
+        if warn {
+            for note in capped {
+                log::warn!("{note}");
+            }
+        }
+        limits
     }
 
     /// The engine for a plugin with `limits`: the host's, or the shared engine of the

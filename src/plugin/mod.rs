@@ -137,11 +137,20 @@ impl PluginInstance {
 
     /// The plugin interface this plugin exports (canonical ABI).
     pub fn interface(&self) -> String {
-        self.world
+        self.interface_name().into_owned()
+    }
+
+    /// [`Self::interface`] without an allocation when the contract names it (typed calls).
+    fn interface_name(&self) -> std::borrow::Cow<'static, str> {
+        match self
+            .world
             .as_deref()
             .and_then(|w| Contract::get().worlds.get(w))
-            .and_then(|w| w.exports.first().cloned())
-            .unwrap_or_else(|| format!("{}-plugin", self.plugin_type()))
+            .and_then(|w| w.exports.first())
+        {
+            Some(iface) => std::borrow::Cow::Borrowed(iface.as_str()),
+            None => std::borrow::Cow::Owned(format!("{}-plugin", self.plugin_type())),
+        }
     }
 
     /// The plugin's host services.
@@ -550,7 +559,7 @@ impl PluginInstance {
         let Some(wit) = f.wit else {
             return Err(self.unsupported(f, AbiKind::Canonical));
         };
-        let iface = self.interface();
+        let iface = self.interface_name();
         let is_result = wit_signature(f).is_some_and(|s| matches!(s.result, Some(Ty::Result(..))));
         let r = match self.live()? {
             Live::Canonical(inst) if is_result => inst

@@ -2,6 +2,11 @@
 //! defined from the WIT contract and served by the same host services and policy as
 //! the legacy ABI. Each import lifts its arguments (checked), calls
 //! [`host_call`], and lowers the answer through the guest's `cabi_realloc`.
+//!
+//! The hot imports (`log.*`, `storage.get`) are typed host functions
+//! (`Function::new_typed_with_env`) that read their arguments and write their answer
+//! with the typed `Lift`/`Lower` of `typed.rs`, without the dynamic `Val` tree; `log.*`
+//! checks the level before reading the message. The others take the dynamic path.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -14,7 +19,9 @@ use wasmer::{
 
 use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
+use super::typed::Lower;
 use super::types::{record_by_name, Ty, TypeMismatch, Val};
+use crate::abi::memory::check_align;
 use crate::abi::panic_message;
 use crate::host::wire::{
     parse_headers, ws_connect_envelope, ws_ok_envelope, ws_recv_envelope, ws_send_envelope,
@@ -73,9 +80,13 @@ pub fn canonical_imports(
         let Some(sig) = contract.func(iface, import.name()) else {
             continue;
         };
+        let ty = sig.import_signature();
+        if let Some(f) = typed_import(store, env, iface, import.name(), &ty) {
+            imports.define(import.module(), import.name(), f);
+            continue;
+        }
         let sig = sig.clone();
         let iface = iface.to_string();
-        let ty = sig.import_signature();
         let f = Function::new_with_env(store, env, ty, move |mut env, args| {
             match catch_unwind(AssertUnwindSafe(|| handle(&mut env, &iface, &sig, args))) {
                 Ok(r) => r,
@@ -93,6 +104,139 @@ pub fn canonical_imports(
         imports.define(import.module(), import.name(), f);
     }
     imports
+}
+
+/// The typed host function for `iface.func` when it has one and the contract gives it
+/// the core signature it is written for (else None: the dynamic path serves it).
+fn typed_import(
+    store: &mut Store,
+    env: &FunctionEnv<CanonicalEnv>,
+    iface: &str,
+    func: &str,
+    ty: &FunctionType,
+) -> Option<Function> {
+    use wasmer::Type::I32;
+    let mut log = |level| -> Function {
+        match level {
+            log::Level::Debug => Function::new_typed_with_env(store, env, log_debug),
+            log::Level::Info => Function::new_typed_with_env(store, env, log_info),
+            log::Level::Warn => Function::new_typed_with_env(store, env, log_warn),
+            _ => Function::new_typed_with_env(store, env, log_error),
+        }
+    };
+    let f = match (iface, func) {
+        ("log", level) if ty.params() == [I32, I32] && ty.results().is_empty() => {
+            log(match level {
+                "debug" => log::Level::Debug,
+                "info" => log::Level::Info,
+                "warn" => log::Level::Warn,
+                _ => log::Level::Error,
+            })
+        }
+        ("storage", "get") if ty.params() == [I32, I32, I32] && ty.results().is_empty() => {
+            Function::new_typed_with_env(store, env, storage_get)
+        }
+        _ => return None,
+    };
+    Some(f)
+}
+
+type Env<'a> = FunctionEnvMut<'a, CanonicalEnv>;
+
+/// Run a typed host function body; a host panic becomes a trap for this call.
+fn guarded<R>(
+    env: &mut Env<'_>,
+    iface: &str,
+    func: &str,
+    body: impl FnOnce(&mut Env<'_>) -> Result<R, RuntimeError>,
+) -> Result<R, RuntimeError> {
+    match catch_unwind(AssertUnwindSafe(|| body(env))) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = panic_message(payload.as_ref());
+            log::error!(
+                "[plugin:{}] host function {iface}.{func} panicked: {msg}",
+                env.data().ctx.plugin_id
+            );
+            Err(trap(iface, func, format!("host panic: {msg}")))
+        }
+    }
+}
+
+/// Copy the guest string `(ptr, len)` out (checked, strict UTF-8, within the read limit).
+fn read_arg(env: &Env<'_>, ptr: i32, len: i32) -> Result<String, AbiError> {
+    let data = env.data();
+    let memory = data.memory.as_ref().ok_or(AbiError::FlatMismatch)?;
+    let mut reader = Reader::new(env, memory, data.ctx.limits.guest_read_max);
+    reader.read_string(ptr as u32, len as u32)
+}
+
+/// Store `value` at the guest's return pointer `ret` (aligned and in bounds), its
+/// strings allocated through `cabi_realloc`.
+fn store_answer<T: Lower>(env: &mut Env<'_>, ret: i32, value: &T) -> Result<(), AbiError> {
+    let ret = ret as u32;
+    check_align(ret, T::LAYOUT.align)?;
+    let data = env.data();
+    let memory = data.memory.clone().ok_or(AbiError::FlatMismatch)?;
+    let realloc = data.realloc.clone();
+    let mut buf = [0u8; 16];
+    let buf = buf
+        .get_mut(..T::LAYOUT.size as usize)
+        .ok_or(AbiError::FlatMismatch)?;
+    let mut writer = Writer::new(env, memory, realloc);
+    value.store(&mut writer, buf, 0)?;
+    writer.write(ret, buf)
+}
+
+fn log_typed(
+    env: &mut Env<'_>,
+    level: log::Level,
+    func: &str,
+    mp: i32,
+    ml: i32,
+) -> Result<(), RuntimeError> {
+    // Below the level: the message is never read.
+    if !env.data().ctx.log_enabled(level) {
+        return Ok(());
+    }
+    guarded(env, "log", func, |env| {
+        let msg = read_arg(env, mp, ml).map_err(|e| trap("log", func, e))?;
+        env.data().ctx.log(level, &msg);
+        Ok(())
+    })
+}
+
+fn log_debug(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
+    log_typed(&mut env, log::Level::Debug, "debug", mp, ml)
+}
+
+fn log_info(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
+    log_typed(&mut env, log::Level::Info, "info", mp, ml)
+}
+
+fn log_warn(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
+    log_typed(&mut env, log::Level::Warn, "warn", mp, ml)
+}
+
+fn log_error(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
+    log_typed(&mut env, log::Level::Error, "error", mp, ml)
+}
+
+/// `storage.get(key) -> option<string>`, answered at the return pointer.
+fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<(), RuntimeError> {
+    guarded(&mut env, "storage", "get", |env| {
+        let fail = |e: AbiError| trap("storage", "get", e);
+        let key = read_arg(env, kp, kl).map_err(fail)?;
+        let ctx = env.data().ctx.clone();
+        let value = match ctx.storage_get(&key) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("[plugin:{}] storage.get({key}) failed: {e}", ctx.plugin_id);
+                None
+            }
+        };
+        store_answer(env, ret, &value).map_err(fail)
+    })
 }
 
 fn handle(

@@ -9,7 +9,7 @@ use wasmer::{FunctionEnv, Instance, Memory, Module, Store, Value};
 use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::imports::{canonical_imports, provided_signature, CanonicalEnv};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
-use super::typed::TypedCache;
+use super::typed::{FastCall, TypedCache, MAX_FAST_PARAMS};
 use super::types::{Ty, Val};
 use crate::abi::instance::{trap_message, InstanceCore, InstantiateError, Instantiated, Linker};
 use crate::abi::{signature_string, CallError};
@@ -41,6 +41,10 @@ pub(super) struct Prepared {
     pub(super) sig: &'static FuncSig,
     pub(super) export: wasmer::Function,
     pub(super) post: Option<wasmer::Function>,
+    /// The export as a typed function, when its core type allows (`typed.rs`).
+    fast: Option<FastCall>,
+    /// The post-return as a typed `(i32) -> ()`, when it is one.
+    fast_post: Option<wasmer::TypedFunction<i32, ()>>,
     pub(super) spill_params: Option<Ty>,
     pub(super) spill_results: bool,
 }
@@ -125,10 +129,12 @@ impl CanonicalInstance {
         func: &str,
         args: &[Val],
     ) -> Result<Option<Val>, CallError> {
-        let name = export_name(iface, func);
         let guard = self.core.begin_call(&mut self.store);
-        let result = self.call_inner(&name, iface, func, args);
-        result.map_err(|e| self.core.limit_error(&mut self.store, &guard, &name, e))
+        let result = self.call_inner(iface, func, args);
+        result.map_err(|e| {
+            let name = export_name(iface, func);
+            self.core.limit_error(&mut self.store, &guard, &name, e)
+        })
     }
 
     /// Resolve `iface#func` (cached per instance): the contract signature, the export with
@@ -166,12 +172,18 @@ impl CanonicalInstance {
             .get_function(&format!("cabi_post_{name}"))
             .ok()
             .cloned();
+        let fast = FastCall::new(&self.store, &export);
+        let fast_post = post
+            .as_ref()
+            .and_then(|p| p.typed::<i32, ()>(&self.store).ok());
         self.prepared.push(Prepared {
             iface: iface.to_string(),
             func: func.to_string(),
             sig,
             export,
             post,
+            fast,
+            fast_post,
             spill_params: (sig.flat_params().len() > MAX_FLAT_PARAMS).then(|| sig.params_tuple()),
             spill_results: sig.flat_results().len() > MAX_FLAT_RESULTS,
         });
@@ -180,26 +192,28 @@ impl CanonicalInstance {
 
     fn call_inner(
         &mut self,
-        name: &str,
         iface: &str,
         func: &str,
         args: &[Val],
     ) -> Result<Option<Val>, CallError> {
         let index = self.prepare(iface, func)?;
-        let (sig, f, post_fn, spill_params, spill_results) = {
-            let p = &self.prepared[index];
-            (
-                p.sig,
-                p.export.clone(),
-                p.post.clone(),
-                p.spill_params.clone(),
-                p.spill_results,
-            )
-        };
-        let name = name.to_string();
+        let p = self
+            .prepared
+            .get(index)
+            .ok_or_else(|| CallError::MissingExport(export_name(iface, func)))?;
+        let (sig, spill_results) = (p.sig, p.spill_results);
+        let (f, post_fn, fast, fast_post) = (
+            p.export.clone(),
+            p.post.clone(),
+            p.fast.clone(),
+            p.fast_post.clone(),
+        );
+        let spill_params = p.spill_params.clone();
+        // The export's name, built only for an error.
+        let name = || export_name(iface, func);
         if args.len() != sig.params.len() {
             return Err(CallError::ArgumentCount {
-                function: name,
+                function: name(),
                 expected: sig.params.len(),
                 given: args.len(),
             });
@@ -207,8 +221,12 @@ impl CanonicalInstance {
         // WASI system calls need wasmer-wasix's tokio context; modules without WASI do not.
         let _rt = self.core.enter_wasi()?;
         let abi = |e: AbiError| CallError::Abi {
-            function: name.clone(),
+            function: name(),
             message: e.to_string(),
+        };
+        let trap = |e: wasmer::RuntimeError| CallError::Trap {
+            function: name(),
+            message: trap_message(&e),
         };
         // Lower the arguments.
         let mut flat_args: Vec<Value> = Vec::new();
@@ -225,12 +243,31 @@ impl CanonicalInstance {
                 }
             }
         }
-        let results = f
-            .call(&mut self.store, &flat_args)
-            .map_err(|e| CallError::Trap {
-                function: name.clone(),
-                message: trap_message(&e),
-            })?;
+        let fast_results: [Value; 1];
+        let dynamic_results: Box<[Value]>;
+        let results: &[Value] = match fast.filter(|_| flat_args.len() <= MAX_FAST_PARAMS) {
+            Some(fast) => {
+                let mut raw = [0u64; MAX_FAST_PARAMS];
+                for (slot, v) in raw.iter_mut().zip(&flat_args) {
+                    *slot = match v {
+                        Value::I32(x) => u64::from(*x as u32),
+                        _ => return Err(abi(AbiError::FlatMismatch)),
+                    };
+                }
+                let raw = raw.get(..flat_args.len()).unwrap_or(&[]);
+                match fast.call(&mut self.store, raw).map_err(trap)? {
+                    Some(r) => {
+                        fast_results = [Value::I32(r)];
+                        &fast_results
+                    }
+                    None => &[],
+                }
+            }
+            None => {
+                dynamic_results = f.call(&mut self.store, &flat_args).map_err(trap)?;
+                &dynamic_results
+            }
+        };
         let value = match &sig.result {
             None => None,
             Some(ty) => {
@@ -246,28 +283,32 @@ impl CanonicalInstance {
                     };
                     Some(reader.load(ty, ptr).map_err(abi)?)
                 } else {
-                    let mut it = FlatIter::new(&results);
+                    let mut it = FlatIter::new(results);
                     Some(reader.lift_flat(ty, &mut it).map_err(abi)?)
                 }
             }
         };
         // Let the guest free what it returned.
-        match post_fn {
-            Some(pf) => {
-                pf.call(&mut self.store, &results)
-                    .map_err(|e| CallError::Trap {
-                        function: format!("cabi_post_{name}"),
-                        message: e.message(),
-                    })?;
+        let post_trap = |e: wasmer::RuntimeError| CallError::Trap {
+            function: format!("cabi_post_{}", name()),
+            message: e.message(),
+        };
+        match (fast_post, results, post_fn) {
+            (Some(pf), [Value::I32(r)], _) => {
+                pf.call(&mut self.store, *r).map_err(post_trap)?;
             }
-            None if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
+            (_, _, Some(pf)) => {
+                pf.call(&mut self.store, results).map_err(post_trap)?;
+            }
+            (_, _, None) if sig.result.as_ref().is_some_and(|t| t.owns_memory()) => {
+                let name = name();
                 log::warn!(
                     "[plugin:{}] {name} returns guest memory but exports no cabi_post_{name}",
                     self.core.ctx().plugin_id
                 );
                 return Err(CallError::MissingPostReturn(name));
             }
-            None => {}
+            (_, _, None) => {}
         }
         Ok(value)
     }

@@ -23,7 +23,7 @@
 use std::any::TypeId;
 use std::marker::PhantomData;
 
-use wasmer::{RuntimeError, Value};
+use wasmer::{AsStoreRef, RuntimeError, TypedFunction, Value};
 
 use super::contract::{Contract, MAX_FLAT_PARAMS};
 use super::instance::{export_name, CanonicalInstance};
@@ -1723,6 +1723,95 @@ impl<P, R> std::fmt::Debug for TypedExport<P, R> {
     }
 }
 
+// ----- calling the core export -----
+
+/// The core export as a typed wasmer function when its signature is up to
+/// [`MAX_FAST_PARAMS`] `i32` parameters and no result or one `i32` (most tark exports:
+/// strings and records are pointer pairs, results past one flat value a return
+/// pointer): no signature clone, no `Vec<Value>` and no boxed results per call. Other
+/// signatures take wasmer's dynamic call.
+#[derive(Clone)]
+pub(super) enum FastCall {
+    R0(TypedFunction<(), i32>),
+    R1(TypedFunction<i32, i32>),
+    R2(TypedFunction<(i32, i32), i32>),
+    R3(TypedFunction<(i32, i32, i32), i32>),
+    R4(TypedFunction<(i32, i32, i32, i32), i32>),
+    R5(TypedFunction<(i32, i32, i32, i32, i32), i32>),
+    R6(TypedFunction<(i32, i32, i32, i32, i32, i32), i32>),
+    U0(TypedFunction<(), ()>),
+    U1(TypedFunction<i32, ()>),
+    U2(TypedFunction<(i32, i32), ()>),
+    U3(TypedFunction<(i32, i32, i32), ()>),
+    U4(TypedFunction<(i32, i32, i32, i32), ()>),
+    U5(TypedFunction<(i32, i32, i32, i32, i32), ()>),
+    U6(TypedFunction<(i32, i32, i32, i32, i32, i32), ()>),
+}
+
+/// Most parameters of a [`FastCall`].
+pub(super) const MAX_FAST_PARAMS: usize = 6;
+
+impl FastCall {
+    /// The typed form of `f`, if its type is one of the fast shapes.
+    pub(super) fn new(store: &impl AsStoreRef, f: &wasmer::Function) -> Option<Self> {
+        use wasmer::Type::I32;
+        let ty = f.ty(store);
+        if ty.params().len() > MAX_FAST_PARAMS || ty.params().iter().any(|t| *t != I32) {
+            return None;
+        }
+        let with_result = match ty.results() {
+            [] => false,
+            [I32] => true,
+            _ => return None,
+        };
+        let fast = match (ty.params().len(), with_result) {
+            (0, true) => FastCall::R0(f.typed(store).ok()?),
+            (1, true) => FastCall::R1(f.typed(store).ok()?),
+            (2, true) => FastCall::R2(f.typed(store).ok()?),
+            (3, true) => FastCall::R3(f.typed(store).ok()?),
+            (4, true) => FastCall::R4(f.typed(store).ok()?),
+            (5, true) => FastCall::R5(f.typed(store).ok()?),
+            (6, true) => FastCall::R6(f.typed(store).ok()?),
+            (0, false) => FastCall::U0(f.typed(store).ok()?),
+            (1, false) => FastCall::U1(f.typed(store).ok()?),
+            (2, false) => FastCall::U2(f.typed(store).ok()?),
+            (3, false) => FastCall::U3(f.typed(store).ok()?),
+            (4, false) => FastCall::U4(f.typed(store).ok()?),
+            (5, false) => FastCall::U5(f.typed(store).ok()?),
+            (6, false) => FastCall::U6(f.typed(store).ok()?),
+            _ => return None,
+        };
+        Some(fast)
+    }
+
+    /// Call with the raw flat slots `a` (i32 values); the result, if the export has one.
+    pub(super) fn call(
+        &self,
+        store: &mut impl AsStoreMut,
+        a: &[u64],
+    ) -> Result<Option<i32>, RuntimeError> {
+        let g = |i: usize| a.get(i).copied().unwrap_or(0) as u32 as i32;
+        Ok(match self {
+            FastCall::R0(f) => Some(f.call(store)?),
+            FastCall::R1(f) => Some(f.call(store, g(0))?),
+            FastCall::R2(f) => Some(f.call(store, g(0), g(1))?),
+            FastCall::R3(f) => Some(f.call(store, g(0), g(1), g(2))?),
+            FastCall::R4(f) => Some(f.call(store, g(0), g(1), g(2), g(3))?),
+            FastCall::R5(f) => Some(f.call(store, g(0), g(1), g(2), g(3), g(4))?),
+            FastCall::R6(f) => Some(f.call(store, g(0), g(1), g(2), g(3), g(4), g(5))?),
+            FastCall::U0(f) => f.call(store).map(|()| None)?,
+            FastCall::U1(f) => f.call(store, g(0)).map(|()| None)?,
+            FastCall::U2(f) => f.call(store, g(0), g(1)).map(|()| None)?,
+            FastCall::U3(f) => f.call(store, g(0), g(1), g(2)).map(|()| None)?,
+            FastCall::U4(f) => f.call(store, g(0), g(1), g(2), g(3)).map(|()| None)?,
+            FastCall::U5(f) => f.call(store, g(0), g(1), g(2), g(3), g(4)).map(|()| None)?,
+            FastCall::U6(f) => f
+                .call(store, g(0), g(1), g(2), g(3), g(4), g(5))
+                .map(|()| None)?,
+        })
+    }
+}
+
 /// What a typed call needs, resolved once: no lookups, names or types per call.
 #[derive(Clone)]
 struct ExportCore {
@@ -1733,6 +1822,10 @@ struct ExportCore {
     post: Option<wasmer::Function>,
     params: [Flat; MAX_FLAT_PARAMS],
     nparams: usize,
+    /// The export as a typed function (None: dynamic call).
+    fast: Option<FastCall>,
+    /// The post-return as a typed `(i32) -> ()` (None: dynamic call, or none).
+    fast_post: Option<TypedFunction<i32, ()>>,
     spill_params: bool,
     spill_results: bool,
     owns_memory: bool,
@@ -1860,6 +1953,11 @@ impl CanonicalInstance {
                 post: prepared.post.clone(),
                 params,
                 nparams: flat.len().min(MAX_FLAT_PARAMS),
+                fast: FastCall::new(&self.store, &prepared.export),
+                fast_post: prepared
+                    .post
+                    .as_ref()
+                    .and_then(|p| p.typed::<i32, ()>(&self.store).ok()),
                 spill_params: prepared.spill_params.is_some(),
                 spill_results: prepared.spill_results,
                 owns_memory: sig.result.as_ref().is_some_and(Ty::owns_memory),
@@ -1941,12 +2039,32 @@ impl CanonicalInstance {
             .params
             .get(..core.nparams)
             .ok_or(AbiError::FlatMismatch)?;
-        let args = flat.values(types)?;
-        let args = args.get(..core.nparams).ok_or(AbiError::FlatMismatch)?;
-        let results = core
-            .export
-            .call(&mut self.store, args)
-            .map_err(Fail::Trap)?;
+        let fast_results: [Value; 1];
+        let dynamic_results: Box<[Value]>;
+        let results: &[Value] = match &core.fast {
+            Some(fast) => {
+                if flat.len != core.nparams {
+                    return Err(Fail::Abi(AbiError::FlatMismatch));
+                }
+                let raw = flat.slots.get(..flat.len).ok_or(AbiError::FlatMismatch)?;
+                match fast.call(&mut self.store, raw).map_err(Fail::Trap)? {
+                    Some(r) => {
+                        fast_results = [Value::I32(r)];
+                        &fast_results
+                    }
+                    None => &[],
+                }
+            }
+            None => {
+                let args = flat.values(types)?;
+                let args = args.get(..core.nparams).ok_or(AbiError::FlatMismatch)?;
+                dynamic_results = core
+                    .export
+                    .call(&mut self.store, args)
+                    .map_err(Fail::Trap)?;
+                &dynamic_results
+            }
+        };
         let value = {
             let mut reader = Reader::new(
                 &self.store,
@@ -1961,15 +2079,18 @@ impl CanonicalInstance {
                 let buf = reader.read(ptr, u64::from(R::LAYOUT.size), R::LAYOUT.align)?;
                 R::load(&mut reader, &buf, 0)?
             } else {
-                R::lift(&mut reader, &mut FlatIn::new(&results))?
+                R::lift(&mut reader, &mut FlatIn::new(results))?
             }
         };
         // Let the guest free what it returned.
-        match &core.post {
-            Some(pf) => {
-                pf.call(&mut self.store, &results).map_err(Fail::PostTrap)?;
+        match (&core.fast_post, results, &core.post) {
+            (Some(pf), [Value::I32(r)], _) => {
+                pf.call(&mut self.store, *r).map_err(Fail::PostTrap)?;
             }
-            None if core.owns_memory => {
+            (_, _, Some(pf)) => {
+                pf.call(&mut self.store, results).map_err(Fail::PostTrap)?;
+            }
+            (_, _, None) if core.owns_memory => {
                 let name = core.name();
                 log::warn!(
                     "[plugin:{}] {name} returns guest memory but exports no cabi_post_{name}",
@@ -1977,7 +2098,7 @@ impl CanonicalInstance {
                 );
                 return Err(Fail::MissingPost);
             }
-            None => {}
+            (_, _, None) => {}
         }
         Ok(value)
     }

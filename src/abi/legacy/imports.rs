@@ -360,6 +360,10 @@ fn fs_read(mut env: Env<'_>, pp: i32, pl: i32, ret: i32) -> Result<i32, HostTrap
 }
 
 fn log_at(env: &mut Env<'_>, level: log::Level, mp: i32, ml: i32) {
+    // Below the level: nothing to read, nothing to clone.
+    if !env.data().ctx.log_enabled(level) {
+        return;
+    }
     let (ctx, mem, _) = parts(env);
     let Some(mem) = mem else { return };
     let view = mem.view(&*env);

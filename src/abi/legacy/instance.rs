@@ -34,7 +34,67 @@ pub struct LegacyInstance {
     memory: Memory,
     alloc: Option<TypedFunction<i32, i32>>,
     dealloc: Option<TypedFunction<(i32, i32), ()>>,
+    /// Exports resolved, type-checked and made typed on first use: a call does no
+    /// lookup, no type comparison and no `Vec<Value>`.
+    exports: Vec<Resolved>,
     _env: FunctionEnv<LegacyEnv>,
+}
+
+/// Most `i32` parameters a legacy export is called with through a typed function
+/// (two inputs and an output buffer take 5; more take the dynamic path).
+const MAX_TYPED_PARAMS: usize = 5;
+
+/// A legacy export as a typed function of its arity (all parameters and the result `i32`).
+#[derive(Clone)]
+enum LegacyFn {
+    P0(TypedFunction<(), i32>),
+    P1(TypedFunction<i32, i32>),
+    P2(TypedFunction<(i32, i32), i32>),
+    P3(TypedFunction<(i32, i32, i32), i32>),
+    P4(TypedFunction<(i32, i32, i32, i32), i32>),
+    P5(TypedFunction<(i32, i32, i32, i32, i32), i32>),
+    Dynamic(Function),
+}
+
+impl LegacyFn {
+    fn new(store: &Store, func: &Function, n_params: usize) -> Result<Self, wasmer::RuntimeError> {
+        Ok(match n_params {
+            0 => LegacyFn::P0(func.typed(store)?),
+            1 => LegacyFn::P1(func.typed(store)?),
+            2 => LegacyFn::P2(func.typed(store)?),
+            3 => LegacyFn::P3(func.typed(store)?),
+            4 => LegacyFn::P4(func.typed(store)?),
+            5 => LegacyFn::P5(func.typed(store)?),
+            _ => LegacyFn::Dynamic(func.clone()),
+        })
+    }
+
+    /// Call with `args` (exactly the export's arity, checked when it was resolved).
+    fn call(&self, store: &mut Store, args: &[i32]) -> Result<i32, wasmer::RuntimeError> {
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        match self {
+            LegacyFn::P0(f) => f.call(store),
+            LegacyFn::P1(f) => f.call(store, a(0)),
+            LegacyFn::P2(f) => f.call(store, a(0), a(1)),
+            LegacyFn::P3(f) => f.call(store, a(0), a(1), a(2)),
+            LegacyFn::P4(f) => f.call(store, a(0), a(1), a(2), a(3)),
+            LegacyFn::P5(f) => f.call(store, a(0), a(1), a(2), a(3), a(4)),
+            LegacyFn::Dynamic(f) => {
+                let values: Vec<Value> = args.iter().map(|v| Value::I32(*v)).collect();
+                match f.call(store, &values)?.first() {
+                    Some(Value::I32(c)) => Ok(*c),
+                    _ => Err(wasmer::RuntimeError::new("export returned no i32")),
+                }
+            }
+        }
+    }
+}
+
+/// One resolved export: its name, arity and typed function.
+struct Resolved {
+    name: Box<str>,
+    n_params: usize,
+    func: LegacyFn,
 }
 
 impl LegacyInstance {
@@ -85,6 +145,7 @@ impl LegacyInstance {
             memory,
             alloc,
             dealloc,
+            exports: Vec::new(),
             _env: env,
         })
     }
@@ -189,19 +250,28 @@ impl LegacyInstance {
         result.map_err(|e| self.core.limit_error(&mut self.store, &guard, name, e))
     }
 
+    /// The export `name` called with `n_inputs` inputs and `output`, resolved and
+    /// type-checked once per instance (later calls find it in `exports`).
     fn typed_export(
-        &self,
+        &mut self,
         name: &str,
         n_inputs: usize,
         output: Output,
-    ) -> Result<Function, CallError> {
+    ) -> Result<LegacyFn, CallError> {
+        let n_params = n_inputs * 2 + usize::from(matches!(output, Output::Buffer(_)));
+        if let Some(r) = self
+            .exports
+            .iter()
+            .find(|r| r.n_params == n_params && &*r.name == name)
+        {
+            return Ok(r.func.clone());
+        }
         let func = self
             .instance
             .exports
             .get_function(name)
             .map_err(|_| CallError::MissingExport(name.to_string()))?
             .clone();
-        let n_params = n_inputs * 2 + usize::from(matches!(output, Output::Buffer(_)));
         let ty = func.ty(&self.store);
         if ty.params().len() != n_params
             || ty.params().iter().any(|t| *t != Type::I32)
@@ -209,18 +279,25 @@ impl LegacyInstance {
         {
             return Err(CallError::MissingExport(name.to_string()));
         }
-        Ok(func)
+        let typed = LegacyFn::new(&self.store, &func, n_params)
+            .map_err(|_| CallError::MissingExport(name.to_string()))?;
+        self.exports.push(Resolved {
+            name: name.into(),
+            n_params,
+            func: typed.clone(),
+        });
+        Ok(typed)
     }
 
     fn call_inner(
         &mut self,
         name: &str,
-        func: &Function,
+        func: &LegacyFn,
         inputs: &[&[u8]],
         output: Output,
         allocations: &mut Vec<(u32, usize)>,
     ) -> Result<CallOutcome, CallError> {
-        let mut args: Vec<Value> = Vec::with_capacity(inputs.len() * 2 + 1);
+        let mut args = Args::default();
         for input in inputs {
             // Never alloc(0): the Rust allocators of plugins in the wild treat it as UB.
             let size = input.len().max(1);
@@ -236,8 +313,8 @@ impl LegacyInstance {
                 size: input.len() as u64,
                 detail: "input does not fit in i32".into(),
             })?;
-            args.push(Value::I32(ptr as i32));
-            args.push(Value::I32(len));
+            args.push(ptr as i32);
+            args.push(len);
         }
         let mut out = None;
         if let Output::Buffer(min) = output {
@@ -250,19 +327,15 @@ impl LegacyInstance {
                 Err(e) => return Err(e),
             };
             allocations.push((ptr, size));
-            args.push(Value::I32(ptr as i32));
+            args.push(ptr as i32);
             out = Some((ptr, size));
         }
-        let results = func
-            .call(&mut self.store, &args)
+        let code = func
+            .call(&mut self.store, args.as_slice())
             .map_err(|e| CallError::Trap {
                 function: name.to_string(),
                 message: trap_message(&e),
             })?;
-        let code = match results.first() {
-            Some(Value::I32(c)) => *c,
-            _ => return Err(CallError::MissingExport(name.to_string())),
-        };
         let Some((out_ptr, out_size)) = out else {
             return Ok(CallOutcome { code, text: None });
         };
@@ -311,6 +384,36 @@ impl LegacyInstance {
         let bytes = memory::read_bytes(&view, ptr, len, size).ok()?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         value.get("error")?.as_str().map(str::to_string)
+    }
+}
+
+/// The `i32` arguments of one export call, on the stack up to [`MAX_TYPED_PARAMS`].
+#[derive(Default)]
+struct Args {
+    fixed: [i32; MAX_TYPED_PARAMS],
+    len: usize,
+    more: Vec<i32>,
+}
+
+impl Args {
+    fn push(&mut self, v: i32) {
+        if self.more.is_empty() {
+            if let Some(slot) = self.fixed.get_mut(self.len) {
+                *slot = v;
+                self.len += 1;
+                return;
+            }
+            self.more.extend_from_slice(&self.fixed);
+        }
+        self.more.push(v);
+    }
+
+    fn as_slice(&self) -> &[i32] {
+        if self.more.is_empty() {
+            self.fixed.get(..self.len).unwrap_or(&[])
+        } else {
+            &self.more
+        }
     }
 }
 
