@@ -34,10 +34,15 @@ impl Run {
     }
 
     fn fails(self) -> Self {
+        self.fails_with(1)
+    }
+
+    /// Exit `code` (see `tark-wasmer --help`: 1 general, 2 usage, 3 plugin, 4 host/limit).
+    fn fails_with(self, code: i32) -> Self {
         assert_eq!(
             self.code,
-            Some(1),
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
+            Some(code),
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
             self.stdout,
             self.stderr
         );
@@ -162,8 +167,7 @@ impl Env {
             ),
         )
         .unwrap();
-        let wasm = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
-        fs::write(dir.join("plugin.wasm"), wasm).unwrap();
+        fs::write(dir.join("plugin.wasm"), common::fixtures::stub_wasm(ty)).unwrap();
         dir
     }
 
@@ -702,7 +706,7 @@ fn bench_measures_each_compiler_with_and_without_metering() {
             "--time",
             "0.2",
         ])
-        .fails();
+        .fails_with(4);
     assert!(
         r.stderr.contains("legacy-provider chat failed"),
         "{}",

@@ -216,8 +216,8 @@ fn exit_codes_follow_one_rule_for_both_abis() {
         .code(4)
         .stderr_has("trapped");
     cli.run(&[
-        "--cpu-budget",
-        "5000000",
+        "--cpu-seconds",
+        "0.005",
         "call",
         "legacy-provider",
         "chat",

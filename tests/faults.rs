@@ -276,8 +276,6 @@ fn call_f(engine: &WasmEngine, module: &wasmer::Module) -> i32 {
 // ---------------------------------------------------------------------------------------
 // Registry: full and read-only plugins directory, killed installs and updates
 
-const WAT: &str = r#"(module (memory (export "memory") 1))"#;
-
 fn plugin_src(dir: &Path, id: &str, version: &str) {
     fs::create_dir_all(dir).expect("src");
     fs::write(
@@ -285,7 +283,7 @@ fn plugin_src(dir: &Path, id: &str, version: &str) {
         format!("[plugin]\nname = \"{id}\"\nversion = \"{version}\"\ntype = \"channel\"\nwasm = \"plugin.wasm\"\n\n[capabilities]\nstorage = true\n"),
     )
     .expect("manifest");
-    fs::write(dir.join("plugin.wasm"), wat::parse_str(WAT).expect("wat")).expect("wasm");
+    fs::write(dir.join("plugin.wasm"), common::fixtures::stub_wasm("channel")).expect("wasm");
 }
 
 fn tw(plugins: &Path, cache: &Path, args: &[&str]) -> std::process::Output {

@@ -128,3 +128,23 @@ impl TestEnv {
 pub fn compilers() -> Vec<Compiler> {
     Compiler::available()
 }
+
+/// The smallest legacy module `plugin add` accepts for plugin type `ty` (its install gate
+/// runs `plugin check`): memory, `alloc` and the exports the function table marks required
+/// (each returning 0). Read from the table, so it follows it.
+pub fn stub_wasm(ty: &str) -> Vec<u8> {
+    use tark_wasmer::plugin::functions::{legacy_exports, Need};
+    let ty: tark_wasmer::PluginType = ty.parse().expect("plugin type");
+    let mut wat = String::from(
+        r#"(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))"#,
+    );
+    for l in legacy_exports(ty).filter(|l| l.need == Need::Required) {
+        let params = "(param i32) ".repeat(l.convention.core_signature().params().len());
+        wat.push_str(&format!(
+            r#" (func (export "{}") {params}(result i32) (i32.const 0))"#,
+            l.name
+        ));
+    }
+    wat.push(')');
+    wat::parse_str(&wat).expect("valid WAT")
+}
