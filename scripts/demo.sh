@@ -133,12 +133,8 @@ echo "(local server on 127.0.0.1:$PORT)"
 run call openai-provider auth-init "{\"api_key\":\"demo-key\",\"base_url\":\"http://127.0.0.1:$PORT\"}"
 run call openai-provider models
 MSGS='[{"role":"user","content":"say hello"}]'
-if "$BIN" call --help 2>/dev/null | grep -q -- '--stream'; then
-    run call --stream openai-provider chat "$MSGS" demo-model
-else
-    # A binary without `call --stream`: the same chat, answered at once.
-    run call openai-provider chat "$MSGS" demo-model
-fi
+# One chunk per line as the server streams them (chat-stream-start, then polls).
+run call --stream openai-provider chat "$MSGS" demo-model
 
 section "4. A blocked capability: tool-kit may only reach 127.0.0.1"
 echo "\$ TOOL_KIT_API=http://example.com tark-wasmer call tool-kit execute fetch_status '{\"path\":\"/\"}'"
