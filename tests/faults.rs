@@ -283,7 +283,11 @@ fn plugin_src(dir: &Path, id: &str, version: &str) {
         format!("[plugin]\nname = \"{id}\"\nversion = \"{version}\"\ntype = \"channel\"\nwasm = \"plugin.wasm\"\n\n[capabilities]\nstorage = true\n"),
     )
     .expect("manifest");
-    fs::write(dir.join("plugin.wasm"), common::fixtures::stub_wasm("channel")).expect("wasm");
+    fs::write(
+        dir.join("plugin.wasm"),
+        common::fixtures::stub_wasm("channel"),
+    )
+    .expect("wasm");
 }
 
 fn tw(plugins: &Path, cache: &Path, args: &[&str]) -> std::process::Output {

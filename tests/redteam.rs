@@ -184,7 +184,11 @@ fn git_install_from_an_explicit_file_url_still_works() {
     let root = tmp.path();
     let repo = root.join("repo");
     plugin_src(&repo, "gitty", "plugin.wasm");
-    fs::write(repo.join("plugin.wasm"), small_wasm()).expect("wasm");
+    fs::write(
+        repo.join("plugin.wasm"),
+        common::fixtures::stub_wasm("channel"),
+    )
+    .expect("wasm");
     let git = |args: &[&str]| {
         let st = Command::new("git")
             .current_dir(&repo)

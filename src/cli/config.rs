@@ -553,8 +553,8 @@ pub fn resolve(flags: &Flags) -> anyhow::Result<Settings> {
                     toml::Value::Float(f) => *f,
                     _ => -1.0,
                 };
-                let d = cpu_secs(t, "limits.cpu_seconds")
-                    .map_err(|_| bad("limits.cpu_seconds", v))?;
+                let d =
+                    cpu_secs(t, "limits.cpu_seconds").map_err(|_| bad("limits.cpu_seconds", v))?;
                 (d, src)
             }
             Some((other, _)) => return Err(bad("limits.cpu_seconds", other)),
@@ -621,7 +621,10 @@ mod tests {
     #[test]
     fn suggestions_for_misspelled_keys() {
         assert_eq!(did_you_mean("compiller"), Some("compiler"));
-        assert_eq!(did_you_mean("limits.cpu_secnds"), Some("limits.cpu_seconds"));
+        assert_eq!(
+            did_you_mean("limits.cpu_secnds"),
+            Some("limits.cpu_seconds")
+        );
         assert_eq!(did_you_mean("cpu_seconds"), Some("limits.cpu_seconds"));
         assert_eq!(did_you_mean("zzzzzzzzzzzz"), None);
     }

@@ -37,8 +37,8 @@ mod source;
 mod tests;
 
 pub use crate::host::storage::STORAGE_FILE;
-pub use install::PAUSE_ENV;
 pub use install::link_target;
+pub use install::PAUSE_ENV;
 pub use scan::{InstalledPlugin, LoadError};
 pub use source::InstallSource;
 
