@@ -17,33 +17,8 @@ use wasmer::Type;
 use super::env::Env;
 use super::gen::{split, Gen};
 use super::server::HttpServer;
+use super::wat_sig;
 
-fn wat_types(kind: &str, ts: &[Type]) -> String {
-    if ts.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = ts
-        .iter()
-        .map(|t| match t {
-            Type::I32 => "i32",
-            Type::I64 => "i64",
-            Type::F32 => "f32",
-            Type::F64 => "f64",
-            other => panic!("no core type {other:?} in the contract"),
-        })
-        .collect();
-    format!("({kind} {})", names.join(" "))
-}
-
-fn wat_sig(ty: &wasmer::FunctionType) -> String {
-    format!(
-        "{} {}",
-        wat_types("param", ty.params()),
-        wat_types("result", ty.results())
-    )
-}
-
-/// Read a plugin's storage file: it must be absent or a JSON map of strings.
 // =====================================================================================
 // 1. Host imports with random arguments
 // =====================================================================================
@@ -530,7 +505,11 @@ impl Fixture {
         let legacy = legacy_imports();
         let canonical = canonical_imports();
         assert_eq!(legacy.len(), 15);
-        assert_eq!(canonical.len(), 16, "storage 4, http 2, env 1, fs 1, log 4, ws 4");
+        assert_eq!(
+            canonical.len(),
+            16,
+            "storage 4, http 2, env 1, fs 1, log 4, ws 4"
+        );
         env.install_wat("fuzz-legacy", "tool", CAPS, &legacy_guest(&legacy));
         env.install_wat("fuzz-canon", "tool", CAPS, &canonical_guest(&canonical));
         let hosts = super::compilers()
@@ -591,7 +570,9 @@ pub fn run_legacy(data: &[u8]) {
             let p = host.get_mut("fuzz-legacy").expect("loaded");
             let code = match p.legacy_code("fuzz", Some(&text)) {
                 Ok(c) => c,
-                Err(e) => panic!("{what} on {compiler}: a legacy import must answer with a code: {e}"),
+                Err(e) => {
+                    panic!("{what} on {compiler}: a legacy import must answer with a code: {e}")
+                }
             };
             assert!(
                 legacy_code_allowed(&imp, code),
@@ -668,7 +649,10 @@ pub fn run_canonical(data: &[u8]) {
                         CLEAN_ABI_ERRORS.iter().any(|k| rest.starts_with(*k)),
                         "{what} on {compiler}: unclean trap: {message}"
                     );
-                    assert!(!message.contains("panic"), "{what} on {compiler}: {message}");
+                    assert!(
+                        !message.contains("panic"),
+                        "{what} on {compiler}: {message}"
+                    );
                 }
                 other => panic!("{what} on {compiler}: {other:?}"),
             }

@@ -18,33 +18,7 @@ use wasmer::Type;
 use super::alloc_track;
 use super::env::Env;
 use super::gen::{words, Gen};
-
-fn wat_types(kind: &str, ts: &[Type]) -> String {
-    if ts.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = ts
-        .iter()
-        .map(|t| match t {
-            Type::I32 => "i32",
-            Type::I64 => "i64",
-            Type::F32 => "f32",
-            Type::F64 => "f64",
-            other => panic!("no core type {other:?} in the contract"),
-        })
-        .collect();
-    format!("({kind} {})", names.join(" "))
-}
-
-fn wat_sig(ty: &wasmer::FunctionType) -> String {
-    format!(
-        "{} {}",
-        wat_types("param", ty.params()),
-        wat_types("result", ty.results())
-    )
-}
-
-/// Read a plugin's storage file: it must be absent or a JSON map of strings.
+use super::{wat_sig, wat_types};
 
 /// The image the test controls: [0, IMAGE).
 const IMAGE: u32 = 0x10000;

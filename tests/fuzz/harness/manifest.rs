@@ -65,7 +65,12 @@ fn check(dir: &Path, text: &str) {
     // What the host accepted, written back, reads back the same.
     if let Ok(again) = toml::to_string(&m) {
         match PluginManifest::from_str_at(&again, &path) {
-            Ok(m2) => assert_eq!(m2, m, "round trip through:\n{again}"),
+            // Compared as text: `nan` in `[config]` is never equal to itself.
+            Ok(m2) => assert_eq!(
+                toml::to_string(&m2).ok().as_deref(),
+                Some(again.as_str()),
+                "round trip changed the manifest"
+            ),
             Err(e) => panic!("round trip refused: {e}\n{again}"),
         }
     }

@@ -59,7 +59,10 @@ fn serve(mut s: TcpStream) {
         }
     }
     let (status, out) = if let Some(n) = path.strip_prefix("/big/") {
-        (200, vec![b'x'; n.parse::<usize>().unwrap_or(0).min(1 << 20)])
+        (
+            200,
+            vec![b'x'; n.parse::<usize>().unwrap_or(0).min(1 << 20)],
+        )
     } else if let Some(n) = path.strip_prefix("/status/") {
         (n.parse().unwrap_or(500), b"status".to_vec())
     } else {
