@@ -1,0 +1,72 @@
+//! The fuzz harness, shared by the libFuzzer targets (`tests/fuzz/fuzz_targets`) and the
+//! replay of the corpus and of past findings (`tests/fuzz_regressions.rs`).
+//!
+//! [`run`] takes one raw input, runs it on every selected compiler (both by default;
+//! `TARK_FUZZ_COMPILER=singlepass|cranelift` picks one) and panics when a property
+//! fails, which libFuzzer records as a crash. Each target keeps one host per compiler for
+//! the whole process (per thread), like a real host keeps its plugins loaded.
+#![allow(dead_code)]
+
+#[path = "../../alloc_track/mod.rs"]
+pub mod alloc_track;
+pub mod env;
+pub mod gen;
+pub mod imports;
+pub mod lift;
+pub mod manifest;
+pub mod server;
+
+use tark_wasmer::engine::Compiler;
+
+/// The fuzz targets (one corpus directory each under `tests/fuzz/corpus/`).
+pub const TARGETS: &[&str] = &["legacy_imports", "canonical_imports", "lift", "manifest"];
+
+/// Run one input of `target`; panics with the failed property.
+pub fn run(target: &str, data: &[u8]) {
+    match target {
+        "legacy_imports" => imports::run_legacy(data),
+        "canonical_imports" => imports::run_canonical(data),
+        "lift" => lift::run(data),
+        "manifest" => manifest::run(data),
+        other => panic!("unknown fuzz target {other}"),
+    }
+}
+
+/// The compilers each input runs on: `TARK_FUZZ_COMPILER`, or every compiler built in.
+pub fn compilers() -> Vec<Compiler> {
+    match std::env::var("TARK_FUZZ_COMPILER") {
+        Ok(v) if !v.trim().is_empty() && v.trim() != "both" => {
+            vec![v
+                .parse()
+                .expect("TARK_FUZZ_COMPILER: singlepass, cranelift or both")]
+        }
+        _ => Compiler::available(),
+    }
+}
+
+/// A WAT `(param ...)` or `(result ...)` clause.
+pub fn wat_types(kind: &str, ts: &[wasmer::Type]) -> String {
+    if ts.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = ts
+        .iter()
+        .map(|t| match t {
+            wasmer::Type::I32 => "i32",
+            wasmer::Type::I64 => "i64",
+            wasmer::Type::F32 => "f32",
+            wasmer::Type::F64 => "f64",
+            other => panic!("no core type {other:?} in the contract"),
+        })
+        .collect();
+    format!("({kind} {})", names.join(" "))
+}
+
+/// A WAT function signature.
+pub fn wat_sig(ty: &wasmer::FunctionType) -> String {
+    format!(
+        "{} {}",
+        wat_types("param", ty.params()),
+        wat_types("result", ty.results())
+    )
+}
