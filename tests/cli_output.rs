@@ -813,3 +813,32 @@ fn canonical_plugins_are_traced_at_the_same_boundary() {
         r.stderr
     );
 }
+
+#[test]
+fn failed_add_and_update_leave_stdout_empty_when_piped() {
+    let env = Env::new();
+    let src = env.source("narrated", "tool", "Narrated");
+    // Not a module: the install gate refuses it, and a script reading stdout sees nothing.
+    fs::write(src.join("plugin.wasm"), b"not wasm at all").unwrap();
+    let r = env
+        .tw(&["plugin", "add", src.to_str().unwrap(), "--yes"])
+        .fails();
+    assert_eq!(r.stdout, "", "stdout of a failed add:\n{}", r.stdout);
+    assert!(r.stderr.contains("Nothing was installed"), "{}", r.stderr);
+    assert!(!env.plugins().join("narrated").exists());
+
+    // A good add narrates on stdout; a failed update of it prints nothing there.
+    fs::write(src.join("plugin.wasm"), common::fixtures::stub_wasm("tool")).unwrap();
+    let r = env
+        .tw(&["plugin", "add", src.to_str().unwrap(), "--yes"])
+        .ok();
+    assert!(
+        r.stdout.contains("=== Installing Plugin ==="),
+        "{}",
+        r.stdout
+    );
+    fs::write(src.join("plugin.wasm"), b"broken again").unwrap();
+    let r = env.tw(&["plugin", "update", "narrated"]).fails();
+    assert_eq!(r.stdout, "", "stdout of a failed update:\n{}", r.stdout);
+    assert!(!r.stderr.is_empty());
+}

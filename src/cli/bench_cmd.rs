@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use tark_wasmer::cache::{ArtifactCache, CacheConfig, DEFAULT_MAX_BYTES};
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
-use tark_wasmer::plugin::dispatch::call_by_name;
+use tark_wasmer::plugin::dispatch::{call_callable, convert_args, lookup};
 use tark_wasmer::{Error, HostConfig, HostOptions, PluginHost};
 
 use super::output::{columns, table, Cell, Out, Style};
@@ -149,11 +149,6 @@ impl Drop for Scratch {
     }
 }
 
-/// JSON when it parses, else the text as a string (as `call` does).
-fn parse_arg(arg: &str) -> Value {
-    serde_json::from_str(arg).unwrap_or_else(|_| Value::String(arg.to_string()))
-}
-
 /// `bench`.
 pub fn bench(global: &Global, args: &BenchArgs, out: &mut Out) -> anyhow::Result<()> {
     if !args.time.is_finite() || args.time <= 0.0 {
@@ -171,7 +166,6 @@ pub fn bench(global: &Global, args: &BenchArgs, out: &mut Out) -> anyhow::Result
     let wasm_path = plugin.checked_wasm_path()?;
     let wasm = std::fs::read(&wasm_path)
         .with_context(|| format!("Failed to read {}", wasm_path.display()))?;
-    let params: Vec<Value> = args.args.iter().map(|a| parse_arg(a)).collect();
     let scratch = Scratch::new()?;
     // Plugin log lines (info) on every call would flood stderr and distort the timings.
     if log::max_level() > log::LevelFilter::Warn {
@@ -241,12 +235,20 @@ pub fn bench(global: &Global, args: &BenchArgs, out: &mut Out) -> anyhow::Result
         let instance = host
             .get_mut(&args.id)
             .ok_or_else(|| Error::NotFound(args.id.clone()))?;
+        // The function and its arguments, checked against its signature as `call` does.
+        let callable = lookup(
+            instance.abi(),
+            instance.plugin_type(),
+            &instance.interface(),
+            &args.function,
+        )?;
+        let params = convert_args(&callable, &args.args)?;
         let mut call = |fresh: bool| -> anyhow::Result<Duration> {
             if fresh {
                 instance.discard_instance();
             }
             let t = Instant::now();
-            call_by_name(instance, &args.function, &params).with_context(|| {
+            call_callable(instance, &callable, &params).with_context(|| {
                 format!("bench: {} {} failed on {compiler}", args.id, args.function)
             })?;
             Ok(t.elapsed())

@@ -747,7 +747,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     link,
                     json,
                 };
-                plugin_cmd::add(&global, &req, &mut out)?
+                out.narrate(|out| plugin_cmd::add(&global, &req, out))?
             }
             PluginCommand::List { json } => plugin_cmd::list(&global, json, &mut out)?,
             PluginCommand::Info { id, json } => plugin_cmd::info(&global, &id, json, &mut out)?,
@@ -759,7 +759,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 plugin_cmd::disable(&global, &id, json, &mut out)?
             }
             PluginCommand::Update { id, all, json } => {
-                update_cmd::update(&global, id.as_deref(), all, json, &mut out)?
+                if all {
+                    // `--all` reports each plugin as it goes (tark's summary), failures too.
+                    update_cmd::update(&global, id.as_deref(), all, json, &mut out)?
+                } else {
+                    out.narrate(|out| update_cmd::update(&global, id.as_deref(), all, json, out))?
+                }
             }
             PluginCommand::Check { target, json } => {
                 check_cmd::check(&global, &target, json, &mut out)?

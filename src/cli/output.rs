@@ -55,6 +55,8 @@ pub struct Out {
     color: bool,
     quiet: bool,
     terminal: bool,
+    /// Lines held back by [`Out::narrate`] until the command succeeds.
+    held: Option<Vec<u8>>,
     w: io::StdoutLock<'static>,
 }
 
@@ -68,6 +70,7 @@ impl Out {
             color: color_wanted(),
             quiet: false,
             terminal: io::stdout().is_terminal(),
+            held: None,
             w: io::stdout().lock(),
         }
     }
@@ -103,10 +106,38 @@ impl Out {
         self.quiet
     }
 
+    /// Run `f`, a command that narrates a change (`plugin add`, `plugin update`). On a
+    /// terminal its lines appear as they happen (progress, the question before installing);
+    /// piped, they are held and printed only if `f` succeeds, so a failed command leaves
+    /// stdout empty and says why on stderr alone.
+    pub fn narrate<T>(
+        &mut self,
+        f: impl FnOnce(&mut Out) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        if self.terminal {
+            return f(self);
+        }
+        self.held = Some(Vec::new());
+        let result = f(self);
+        let held = self.held.take().unwrap_or_default();
+        if result.is_ok() {
+            self.w.write_all(&held)?;
+        }
+        result
+    }
+
+    /// Where lines go: the held buffer inside [`Out::narrate`], else stdout.
+    fn sink(&mut self) -> &mut dyn Write {
+        match &mut self.held {
+            Some(held) => held,
+            None => &mut self.w,
+        }
+    }
+
     /// A pretty-printed JSON document, printed even when quiet.
     pub fn json(&mut self, value: &serde_json::Value) -> io::Result<()> {
         let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
-        writeln!(self.w, "{text}")
+        writeln!(self.sink(), "{text}")
     }
 
     /// `text` in `style` when colour is on, else unchanged.
@@ -123,7 +154,7 @@ impl Out {
         if self.quiet {
             return Ok(());
         }
-        writeln!(self.w, "{text}")
+        writeln!(self.sink(), "{text}")
     }
 
     /// An empty line.
@@ -131,7 +162,7 @@ impl Out {
         if self.quiet {
             return Ok(());
         }
-        writeln!(self.w)
+        writeln!(self.sink())
     }
 
     /// A bold cyan heading line.
