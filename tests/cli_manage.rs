@@ -9,40 +9,8 @@ use std::process::Command;
 use serde_json::Value;
 
 /// A finished run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn fails(self) -> Self {
-        self.fails_code(1)
-    }
-
-    /// Exit `code` (see `tark-wasmer call --help`: 2 usage, 3 plugin, 4 host/limit).
-    fn fails_code(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
+mod common;
+use common::cli::Run;
 
 /// The binary with a clean environment for the variables it reads.
 fn bin() -> Command {
@@ -819,17 +787,17 @@ fn call_failures_exit_with_their_code_and_a_message() {
     install_auth_plugin(&env);
     let r = env
         .tw(&["call", "wat-auth", "no-such-function"])
-        .fails_code(2);
+        .fails_with(2);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.starts_with("Error: "), "{}", r.stderr);
     assert!(r.stderr.contains("no-such-function"), "{}", r.stderr);
 
     // The plugin's failure: its error text as the `err` value, exit 3.
-    let r = env.tw(&["call", "wat-auth", "get-token"]).fails_code(3);
+    let r = env.tw(&["call", "wat-auth", "get-token"]).fails_with(3);
     assert_eq!(r.stdout, "{\"err\":\"no token stored\"}\n");
     assert!(r.stderr.contains("no token stored"), "{}", r.stderr);
 
-    let r = env.tw(&["call", "wat-auth", "get_endpoint"]).fails_code(4);
+    let r = env.tw(&["call", "wat-auth", "get_endpoint"]).fails_with(4);
     assert!(r.stderr.contains("trap"), "{}", r.stderr);
 
     env.tw(&["plugin", "disable", "wat-auth"]).ok();

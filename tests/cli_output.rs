@@ -15,40 +15,9 @@ use serde_json::Value;
 use common::fixtures::{ensure_plugins_built, example_plugin_dir, repo_root};
 
 /// A finished run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+use common::cli::Run;
 
 impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn fails(self) -> Self {
-        self.fails_with(1)
-    }
-
-    /// Exit `code` (see `tark-wasmer --help`: 1 general, 2 usage, 3 plugin, 4 host/limit).
-    fn fails_with(self, code: i32) -> Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
     fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))

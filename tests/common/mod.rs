@@ -1,5 +1,6 @@
 //! Shared test support.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fixtures;
 pub mod servers;
