@@ -17,7 +17,7 @@ use wasmer::Type;
 use super::env::Env;
 use super::gen::{split, Gen};
 use super::server::HttpServer;
-use super::wat_sig;
+use super::{wat_sig, Outcome};
 
 // =====================================================================================
 // 1. Host imports with random arguments
@@ -530,7 +530,7 @@ thread_local! {
     static FIXTURE: RefCell<Option<Fixture>> = const { RefCell::new(None) };
 }
 
-fn with_fixture(f: impl FnOnce(&mut Fixture)) {
+fn with_fixture<R>(f: impl FnOnce(&mut Fixture) -> R) -> R {
     FIXTURE.with(|fx| {
         let mut fx = fx.borrow_mut();
         f(fx.get_or_insert_with(Fixture::new))
@@ -552,7 +552,7 @@ fn check_storage_file(env: &Env, id: &str) {
 }
 
 /// One legacy-import input: `[import][noise length][noise][argument choices...]`.
-pub fn run_legacy(data: &[u8]) {
+pub fn run_legacy(data: &[u8]) -> Outcome {
     let input = split(data);
     with_fixture(|fx| {
         let sel = u32::from(input.sel) % fx.legacy.len() as u32;
@@ -566,6 +566,7 @@ pub fn run_legacy(data: &[u8]) {
         }
         text.push_str(std::str::from_utf8(&block.bytes).expect("legacy data is text"));
         let what = format!("{}.{}{args:?}", imp.module, imp.name);
+        let mut refused = false;
         for (compiler, host) in &mut fx.hosts {
             let p = host.get_mut("fuzz-legacy").expect("loaded");
             let code = match p.legacy_code("fuzz", Some(&text)) {
@@ -574,6 +575,7 @@ pub fn run_legacy(data: &[u8]) {
                     panic!("{what} on {compiler}: a legacy import must answer with a code: {e}")
                 }
             };
+            refused |= code < 0;
             assert!(
                 legacy_code_allowed(&imp, code),
                 "{what} on {compiler}: returned {code}"
@@ -597,12 +599,16 @@ pub fn run_legacy(data: &[u8]) {
             assert_eq!(back, "normal-check ✓", "{what} on {compiler}");
             assert_eq!(p.instances_created(), 1, "{what} on {compiler}");
         }
+        Outcome {
+            well_formed,
+            refused,
+        }
     })
 }
 
 /// One canonical-import input: `[import][noise length][noise][realloc mode and argument
 /// choices...]`.
-pub fn run_canonical(data: &[u8]) {
+pub fn run_canonical(data: &[u8]) -> Outcome {
     let input = split(data);
     with_fixture(|fx| {
         let sel = u32::from(input.sel) % fx.canonical.len() as u32;
@@ -624,6 +630,7 @@ pub fn run_canonical(data: &[u8]) {
         }
         bytes.extend_from_slice(&block.bytes);
         let what = format!("{}.{}{args:?} (realloc mode {mode})", imp.module, imp.name);
+        let mut refused = false;
         for (compiler, host) in &mut fx.hosts {
             let p = host.get_mut("fuzz-canon").expect("loaded");
             let r = p.call_canonical("conformance", "echo-bytes", &[Val::Bytes(bytes.clone())]);
@@ -633,6 +640,7 @@ pub fn run_canonical(data: &[u8]) {
                     source: CallError::Trap { function, message },
                     ..
                 }) => {
+                    refused = true;
                     assert!(
                         !must_answer,
                         "{what} on {compiler}: well-formed call refused: {message}"
@@ -661,6 +669,10 @@ pub fn run_canonical(data: &[u8]) {
                 .call_canonical("conformance", "echo-string", &[Val::string("normal ✓")])
                 .unwrap_or_else(|e| panic!("{what} on {compiler}: normal call: {e}"));
             assert_eq!(back, Some(Val::string("normal ✓")), "{what} on {compiler}");
+        }
+        Outcome {
+            well_formed: must_answer,
+            refused,
         }
     })
 }

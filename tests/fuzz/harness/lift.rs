@@ -18,7 +18,7 @@ use wasmer::Type;
 use super::alloc_track;
 use super::env::Env;
 use super::gen::{words, Gen};
-use super::{wat_sig, wat_types};
+use super::{wat_sig, wat_types, Outcome};
 
 /// The image the test controls: [0, IMAGE).
 const IMAGE: u32 = 0x10000;
@@ -679,7 +679,7 @@ thread_local! {
 }
 
 /// One input: `[target function][corruption rate][choices...]`.
-pub fn run(data: &[u8]) {
+pub fn run(data: &[u8]) -> Outcome {
     let index = data.first().copied().unwrap_or(0) as usize;
     let rate = u32::from(data.get(1).copied().unwrap_or(0)) % 12;
     let choices = words(data.get(2..).unwrap_or(&[]));
@@ -713,6 +713,7 @@ pub fn run(data: &[u8]) {
         }
         .result(ty, core);
         let name = format!("tark:plugin/{iface}#{func}");
+        let mut refused = false;
         for (compiler, host) in &mut fx.hosts {
             let p = host.get_mut("lift").expect("loaded");
             let set = p
@@ -720,6 +721,7 @@ pub fn run(data: &[u8]) {
                 .unwrap_or_else(|e| panic!("{name} on {compiler}: setter: {e}"));
             assert_eq!(set, Some(Val::U64(0)), "{name} on {compiler}: setter");
             let (got, peak) = alloc_track::peak_during(|| p.call_canonical(&iface, &func, &args));
+            refused |= got.is_err();
             match (&expected, got) {
                 (Ok(v), Ok(Some(got))) => assert_eq!(&got, v, "{name} on {compiler}"),
                 (
@@ -755,6 +757,10 @@ pub fn run(data: &[u8]) {
                 peak <= 2 * LIFT_LIMIT + 64 * 1024,
                 "{name} on {compiler}: the host held {peak} bytes (limit {LIFT_LIMIT})"
             );
+        }
+        Outcome {
+            well_formed: expected.is_ok(),
+            refused,
         }
     })
 }

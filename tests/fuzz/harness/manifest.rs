@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use tark_wasmer::manifest::is_valid_plugin_name;
 use tark_wasmer::PluginManifest;
 
+use super::Outcome;
+
 struct Fixture {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
@@ -34,10 +36,13 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// Parse `text` as `<plugin dir>/plugin.toml` and check what was accepted.
-fn check(dir: &Path, text: &str) {
+fn check(dir: &Path, text: &str) -> Outcome {
     let path = dir.join("plugin.toml");
     let Ok(m) = PluginManifest::from_str_at(text, &path) else {
-        return;
+        return Outcome {
+            well_formed: false,
+            refused: true,
+        };
     };
     assert!(is_valid_plugin_name(m.id()), "accepted id {:?}", m.id());
     if let Err(e) = m.validate() {
@@ -74,10 +79,14 @@ fn check(dir: &Path, text: &str) {
             Err(e) => panic!("round trip refused: {e}\n{again}"),
         }
     }
+    Outcome {
+        well_formed: true,
+        refused: false,
+    }
 }
 
 /// One input: the manifest text (invalid UTF-8 replaced).
-pub fn run(data: &[u8]) {
+pub fn run(data: &[u8]) -> Outcome {
     let text = String::from_utf8_lossy(data);
     FIXTURE.with(|fx| {
         let mut fx = fx.borrow_mut();
@@ -92,6 +101,6 @@ pub fn run(data: &[u8]) {
             let dir = std::fs::canonicalize(&dir).expect("canonical");
             Fixture { _tmp: tmp, dir }
         });
-        check(&fx.dir, &text);
+        check(&fx.dir, &text)
     })
 }

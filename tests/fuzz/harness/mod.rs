@@ -21,8 +21,20 @@ use tark_wasmer::engine::Compiler;
 /// The fuzz targets (one corpus directory each under `tests/fuzz/corpus/`).
 pub const TARGETS: &[&str] = &["legacy_imports", "canonical_imports", "lift", "manifest"];
 
+/// What one input exercised, so that a driver can tell a degenerate generator (one that
+/// only ever produces garbage, or never any) from a useful one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The input was well-formed: the host had to answer it (an import's well-formed
+    /// arguments, a lifted image the decoder accepts, a manifest that validates).
+    pub well_formed: bool,
+    /// The host refused the input with a clean error (an error code, a trap, an
+    /// `AbiError`, a manifest error).
+    pub refused: bool,
+}
+
 /// Run one input of `target`; panics with the failed property.
-pub fn run(target: &str, data: &[u8]) {
+pub fn run(target: &str, data: &[u8]) -> Outcome {
     match target {
         "legacy_imports" => imports::run_legacy(data),
         "canonical_imports" => imports::run_canonical(data),
