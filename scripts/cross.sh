@@ -5,7 +5,8 @@
 # Usage:
 #   scripts/cross.sh TARGET [COMPILER [TEST...]]   build the tests for TARGET, run them under qemu
 #   scripts/cross.sh --build TARGET [COMPILER [TEST...]]   build the tests only (no run)
-#   scripts/cross.sh --check TARGET      cargo check --all-targets for TARGET (no linking)
+#   scripts/cross.sh --check [--lib] TARGET...   cargo check --all-targets (--lib: the library
+#             only, as CI does) for one or more targets in one cargo run (no linking)
 #
 #   TARGET:   aarch64 | riscv64 (or the full triple aarch64-unknown-linux-gnu,
 #             riscv64gc-unknown-linux-gnu); --check also takes freebsd
@@ -46,7 +47,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -55,27 +56,44 @@ usage() {
 EMULATION_SKIPS=()
 
 mode=run
+check_scope=(--all-targets)
 case "${1:-}" in
---check) mode=check; shift ;;
+--check)
+    mode=check
+    shift
+    if [[ ${1:-} == --lib ]]; then check_scope=(--lib); shift; fi
+    ;;
 --build) mode=build; shift ;;
 -h | --help | "") usage ;;
 esac
 [[ $# -ge 1 ]] || usage
-target="$1"
-compiler="${2:-}"
-[[ $compiler == both ]] && compiler=""
-shift $(($# < 2 ? $# : 2))
-selected=("$@")
 
-case "$target" in
-aarch64 | aarch64-unknown-linux-gnu) triple=aarch64-unknown-linux-gnu qarch=aarch64 gnu=aarch64-linux-gnu deb=arm64 ;;
-riscv64 | riscv64gc | riscv64gc-unknown-linux-gnu) triple=riscv64gc-unknown-linux-gnu qarch=riscv64 gnu=riscv64-linux-gnu deb=riscv64 ;;
-freebsd | x86_64-unknown-freebsd)
-    [[ $mode == check ]] || die "x86_64-unknown-freebsd: only --check is possible here (no FreeBSD runner)"
-    triple=x86_64-unknown-freebsd qarch="" gnu="" deb=""
-    ;;
-*) die "unknown target '$target' (aarch64, riscv64, or --check freebsd)" ;;
-esac
+# resolve NAME: sets triple, qarch (qemu's name), gnu (cross gcc prefix), deb (Debian arch).
+resolve() {
+    case "$1" in
+    aarch64 | aarch64-unknown-linux-gnu) triple=aarch64-unknown-linux-gnu qarch=aarch64 gnu=aarch64-linux-gnu deb=arm64 ;;
+    riscv64 | riscv64gc | riscv64gc-unknown-linux-gnu) triple=riscv64gc-unknown-linux-gnu qarch=riscv64 gnu=riscv64-linux-gnu deb=riscv64 ;;
+    freebsd | x86_64-unknown-freebsd)
+        [[ $mode == check ]] || die "x86_64-unknown-freebsd: only --check is possible here (no FreeBSD runner)"
+        triple=x86_64-unknown-freebsd qarch="" gnu="" deb=""
+        ;;
+    *) die "unknown target '$1' (aarch64, riscv64, or --check freebsd)" ;;
+    esac
+}
+
+if [[ $mode == check ]]; then
+    # --check takes several targets, checked by one cargo run (build scripts and proc
+    # macros are built once for all of them).
+    check_targets=("$@")
+    compiler=""
+    selected=()
+else
+    check_targets=("$1")
+    compiler="${2:-}"
+    [[ $compiler == both ]] && compiler=""
+    shift $(($# < 2 ? $# : 2))
+    selected=("$@")
+fi
 
 features=()
 case "$compiler" in
@@ -85,13 +103,18 @@ singlepass | cranelift) features=(--no-default-features --features "$compiler") 
 esac
 
 # --- toolchain ------------------------------------------------------------------------------
-need_apt=()
 [[ -x /usr/bin/rustc && -d /usr/lib/rustlib/src/rust/library ]] || bash scripts/install-wasm-toolchain.sh
-if [[ -n $gnu ]]; then
-    command -v "$gnu-gcc" >/dev/null 2>&1 || need_apt+=("gcc-$gnu" "libc6-dev-$deb-cross")
-    [[ -d /usr/$gnu/lib ]] || need_apt+=("libc6-dev-$deb-cross")
-    [[ $mode == check ]] || command -v "qemu-$qarch-static" >/dev/null 2>&1 || need_apt+=(qemu-user-static)
-fi
+need_apt=()
+triples=()
+for t in "${check_targets[@]}"; do
+    resolve "$t"
+    triples+=("$triple")
+    if [[ -n $gnu ]]; then
+        command -v "$gnu-gcc" >/dev/null 2>&1 || need_apt+=("gcc-$gnu" "libc6-dev-$deb-cross")
+        [[ -d /usr/$gnu/lib ]] || need_apt+=("libc6-dev-$deb-cross")
+        [[ $mode == check ]] || command -v "qemu-$qarch-static" >/dev/null 2>&1 || need_apt+=(qemu-user-static)
+    fi
+done
 if [[ ${#need_apt[@]} -gt 0 ]]; then
     echo "cross: installing ${need_apt[*]}"
     apt-get update -qq
@@ -102,27 +125,42 @@ export CARGO_TARGET_DIR="${CROSS_TARGET_DIR:-$ROOT/target/cross}"
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 CARGO="${CROSS_CARGO:-/usr/bin/cargo}"  # CROSS_CARGO: another cargo (tests of this script)
 [[ -x $CARGO ]] || CARGO=cargo
-T="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
 
-if [[ -n $gnu ]]; then
-    # The __negdf2/__negsf2 shim and the linker wrapper that adds it. The wrapper's path
-    # never changes (changing the linker rebuilds everything).
-    shim="$CARGO_TARGET_DIR/shim"
-    mkdir -p "$shim"
-    if [[ ! -f $shim/neg-$qarch.o ]]; then
-        printf 'double __negdf2(double a) { return -a; }\nfloat __negsf2(float a) { return -a; }\n' >"$shim/neg.c"
-        "$gnu-gcc" -O2 -fPIC -c "$shim/neg.c" -o "$shim/neg-$qarch.o"
-    fi
-    cat >"$shim/$qarch-ld.sh.new" <<EOF
+# C code in build scripts (ring) is compiled by the cross gcc (FreeBSD's by the host cc).
+for t in "${check_targets[@]}"; do
+    resolve "$t"
+    if [[ -n $gnu ]]; then export "CC_${triple//-/_}=$gnu-gcc" "AR_${triple//-/_}=$gnu-ar"; fi
+done
+started=$(date +%s)
+elapsed() { echo "$(($(date +%s) - started)) s"; }
+
+if [[ $mode == check ]]; then
+    target_args=()
+    for t in "${triples[@]}"; do target_args+=(--target "$t"); done
+    echo "cross: cargo check ${check_scope[*]} ${target_args[*]}"
+    "$CARGO" check -Z build-std "${target_args[@]}" "${check_scope[@]}"
+    echo "cross: check ${triples[*]} ok ($(elapsed))"
+    exit 0
+fi
+
+resolve "${check_targets[0]}"
+T="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
+# The __negdf2/__negsf2 shim and the linker wrapper that adds it. The wrapper's path never
+# changes (changing the linker rebuilds everything).
+shim="$CARGO_TARGET_DIR/shim"
+mkdir -p "$shim"
+if [[ ! -f $shim/neg-$qarch.o ]]; then
+    printf 'double __negdf2(double a) { return -a; }\nfloat __negsf2(float a) { return -a; }\n' >"$shim/neg.c"
+    "$gnu-gcc" -O2 -fPIC -c "$shim/neg.c" -o "$shim/neg-$qarch.o"
+fi
+cat >"$shim/$qarch-ld.sh.new" <<EOF
 #!/bin/sh
 exec $gnu-gcc "\$@" "$shim/neg-$qarch.o"
 EOF
-    chmod +x "$shim/$qarch-ld.sh.new"
-    if cmp -s "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; then rm "$shim/$qarch-ld.sh.new"; else mv "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; fi
-    export "CARGO_TARGET_${T}_LINKER=$shim/$qarch-ld.sh"
-    export "CARGO_TARGET_${T}_RUNNER=qemu-$qarch-static -L /usr/$gnu"
-    export "CC_${triple//-/_}=$gnu-gcc" "AR_${triple//-/_}=$gnu-ar"
-fi
+chmod +x "$shim/$qarch-ld.sh.new"
+if cmp -s "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; then rm "$shim/$qarch-ld.sh.new"; else mv "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; fi
+export "CARGO_TARGET_${T}_LINKER=$shim/$qarch-ld.sh"
+export "CARGO_TARGET_${T}_RUNNER=qemu-$qarch-static -L /usr/$gnu"
 
 # Under emulation the build is most of the cost: the heaviest dependencies are compiled at
 # opt-level 0 here (the project's dev profile builds every dependency at 2). The code the
@@ -140,15 +178,6 @@ if [[ ${CROSS_FAST_DEPS:-1} != 0 ]]; then
     done
 fi
 
-started=$(date +%s)
-elapsed() { echo "$(($(date +%s) - started)) s"; }
-
-if [[ $mode == check ]]; then
-    echo "cross: cargo check --all-targets --target $triple ${features[*]}"
-    "$CARGO" check -Z build-std --target "$triple" --all-targets "${features[@]}"
-    echo "cross: check $triple ok ($(elapsed))"
-    exit 0
-fi
 
 # --- build -----------------------------------------------------------------------------------
 echo "cross: building the tests for $triple ${features[*]}"
