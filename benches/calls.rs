@@ -38,12 +38,13 @@ impl Hosts {
     fn new() -> Self {
         let env = BenchEnv::new()
             .with_examples(&["bench-hook", "conformance", "chat-channel"])
-            .with_legacy_bench();
+            .with_legacy_bench()
+            .with_import_loop();
         let hosts = compilers()
             .into_iter()
             .map(|c| {
                 let mut h = env.host(c);
-                for id in ["bench-hook", "bench-legacy"] {
+                for id in ["bench-hook", "bench-legacy", "bench-imports"] {
                     let p = h.get_mut(id).expect("loaded");
                     p.context()
                         .storage_set(BENCH_KEY, BENCH_VALUE)
@@ -509,7 +510,10 @@ fn latency(c: &mut Criterion) {
     };
     for (comp, host) in &mut hosts.hosts {
         let p = plugin(host, "bench-hook");
-        assert_eq!(p.hook_on_event(&typed_ev).expect("call"), HookDecision::Allow);
+        assert_eq!(
+            p.hook_on_event(&typed_ev).expect("call"),
+            HookDecision::Allow
+        );
         g.bench_function(label(*comp, metering), |b| {
             b.iter(|| p.hook_on_event(black_box(&typed_ev)).expect("call"))
         });
@@ -643,6 +647,27 @@ fn latency(c: &mut Criterion) {
             });
         }
         wasmtime_hook(&mut g, workload, &LOOP.to_string());
+        g.finish();
+    }
+
+    // Canonical imports beyond the hot two (typed host functions answering at a return
+    // pointer): `storage.list-keys` (a list of strings allocated in the guest) and
+    // `env.get` of an unset granted name; 1000 per call, from a WAT guest loop.
+    for (what, workload) in [("list-keys", "list-keys"), ("env-get", "env-get")] {
+        let mut g = c.benchmark_group(format!("import-x1000/canonical-{what}"));
+        g.throughput(Throughput::Elements(u64::from(LOOP)));
+        let ev = HookEvent {
+            kind: HookEventKind::SessionStart,
+            session_id: workload.into(),
+            payload_json: String::new(),
+        };
+        for (comp, host) in &mut hosts.hosts {
+            let p = plugin(host, "bench-imports");
+            assert_eq!(p.hook_on_event(&ev).expect("call"), HookDecision::Allow);
+            g.bench_function(label(*comp, metering), |b| {
+                b.iter(|| p.hook_on_event(black_box(&ev)).expect("call"))
+            });
+        }
         g.finish();
     }
 }

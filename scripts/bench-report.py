@@ -246,6 +246,8 @@ def main():
         ("import-x1000/legacy-storage-get", "legacy `tark:storage.get` hit"),
         ("import-x1000/canonical-log-debug", "canonical `log.debug` (level off)"),
         ("import-x1000/legacy-log-debug", "legacy `tark:log.debug` (level off)"),
+        ("import-x1000/canonical-list-keys", "canonical `storage.list-keys` (1 key)"),
+        ("import-x1000/canonical-env-get", "canonical `env.get` (granted, unset)"),
     ]:
         labels = ours_labels(g)
         if not labels:
