@@ -1447,11 +1447,9 @@ fn typed_storage_imports_store_and_answer_through_guest_memory() {
             &export(
                 "auth-plugin",
                 "logout",
-                &format!(
-                    "(call $del (i32.const 16) (i32.const 3) (i32.const 512)) \
-                     (if (result i32) (i32.eqz (i32.load8_u (i32.const 512))) \
-                     (then (i32.const 768)) (else (i32.const 3)))"
-                ),
+                "(call $del (i32.const 16) (i32.const 3) (i32.const 512)) \
+                 (if (result i32) (i32.eqz (i32.load8_u (i32.const 512))) \
+                 (then (i32.const 768)) (else (i32.const 3)))",
             ),
             &post("auth-plugin", "logout"),
             // logout's ok(()) answer.
