@@ -19,6 +19,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tark_wasmer::engine::Compiler;
 use tark_wasmer::lowlevel::Val;
+use tark_wasmer::plugin::{HookDecision, HookEvent, HookEventKind, WebhookRequest};
 use tark_wasmer::{PluginHost, PluginInstance};
 use wasmer::{
     imports, Function, FunctionEnv, FunctionEnvMut, Imports, Instance, Memory, Module, Store,
@@ -36,13 +37,14 @@ struct Hosts {
 impl Hosts {
     fn new() -> Self {
         let env = BenchEnv::new()
-            .with_examples(&["bench-hook", "conformance"])
-            .with_legacy_bench();
+            .with_examples(&["bench-hook", "conformance", "chat-channel"])
+            .with_legacy_bench()
+            .with_import_loop();
         let hosts = compilers()
             .into_iter()
             .map(|c| {
                 let mut h = env.host(c);
-                for id in ["bench-hook", "bench-legacy"] {
+                for id in ["bench-hook", "bench-legacy", "bench-imports"] {
                     let p = h.get_mut(id).expect("loaded");
                     p.context()
                         .storage_set(BENCH_KEY, BENCH_VALUE)
@@ -498,6 +500,51 @@ fn latency(c: &mut Criterion) {
     wasmtime_hook(&mut g, "noop", "{}");
     g.finish();
 
+    // The same event through the typed API (`hook_on_event`: the record lowered straight
+    // into the guest, the variant lifted straight back; tark's call shape).
+    let mut g = c.benchmark_group("call/canonical-on-event-typed-api");
+    let typed_ev = HookEvent {
+        kind: HookEventKind::SessionStart,
+        session_id: "noop".into(),
+        payload_json: "{}".into(),
+    };
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "bench-hook");
+        assert_eq!(
+            p.hook_on_event(&typed_ev).expect("call"),
+            HookDecision::Allow
+        );
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| p.hook_on_event(black_box(&typed_ev)).expect("call"))
+        });
+    }
+    for comp in compilers() {
+        let mut floor = BareHook::new(comp);
+        g.bench_function(format!("{comp}-floor"), |b| {
+            b.iter(|| floor.on_event(black_box("noop"), "{}"))
+        });
+    }
+    g.finish();
+
+    // A record of 11 flat values in (past the 6 `i32` of the old fast shapes), a record
+    // with lists out: chat-channel's `handle-webhook` answering a bad body with 400.
+    let mut g = c.benchmark_group("call/canonical-webhook-typed-api");
+    let req = WebhookRequest {
+        method: "POST".into(),
+        path: "/hook".into(),
+        query: Some("a=1".into()),
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: "x".into(),
+    };
+    for (comp, host) in &mut hosts.hosts {
+        let p = plugin(host, "chat-channel");
+        assert_eq!(p.channel_handle_webhook(&req).expect("call").status, 400);
+        g.bench_function(label(*comp, metering), |b| {
+            b.iter(|| p.channel_handle_webhook(black_box(&req)).expect("call"))
+        });
+    }
+    g.finish();
+
     // A short string through `echo-string` (lowered and lifted, post-return).
     let mut g = c.benchmark_group("call/canonical-echo-short-string");
     let arg = [Val::String("hello, tark!".into())];
@@ -600,6 +647,27 @@ fn latency(c: &mut Criterion) {
             });
         }
         wasmtime_hook(&mut g, workload, &LOOP.to_string());
+        g.finish();
+    }
+
+    // Canonical imports beyond the hot two (typed host functions answering at a return
+    // pointer): `storage.list-keys` (a list of strings allocated in the guest) and
+    // `env.get` of an unset granted name; 1000 per call, from a WAT guest loop.
+    for (what, workload) in [("list-keys", "list-keys"), ("env-get", "env-get")] {
+        let mut g = c.benchmark_group(format!("import-x1000/canonical-{what}"));
+        g.throughput(Throughput::Elements(u64::from(LOOP)));
+        let ev = HookEvent {
+            kind: HookEventKind::SessionStart,
+            session_id: workload.into(),
+            payload_json: String::new(),
+        };
+        for (comp, host) in &mut hosts.hosts {
+            let p = plugin(host, "bench-imports");
+            assert_eq!(p.hook_on_event(&ev).expect("call"), HookDecision::Allow);
+            g.bench_function(label(*comp, metering), |b| {
+                b.iter(|| p.hook_on_event(black_box(&ev)).expect("call"))
+            });
+        }
         g.finish();
     }
 }

@@ -221,6 +221,8 @@ def main():
         ("call/canonical-name-typed-api", "same, typed API (`hook_name`, JSON mapping)"),
         ("call/canonical-echo-short-string", "canonical `echo-string` (12 bytes)"),
         ("call/canonical-on-event-noop", "canonical `on-event` (record in, variant out)"),
+        ("call/canonical-on-event-typed-api", "same, typed API (`hook_on_event`)"),
+        ("call/canonical-webhook-typed-api", "canonical `handle-webhook` (11 flat params), typed API"),
     ]:
         labels = ours_labels(g)
         if not labels:
@@ -244,6 +246,8 @@ def main():
         ("import-x1000/legacy-storage-get", "legacy `tark:storage.get` hit"),
         ("import-x1000/canonical-log-debug", "canonical `log.debug` (level off)"),
         ("import-x1000/legacy-log-debug", "legacy `tark:log.debug` (level off)"),
+        ("import-x1000/canonical-list-keys", "canonical `storage.list-keys` (1 key)"),
+        ("import-x1000/canonical-env-get", "canonical `env.get` (granted, unset)"),
     ]:
         labels = ours_labels(g)
         if not labels:

@@ -1310,3 +1310,238 @@ fn exports_with_the_wrong_signature_are_a_clear_error_at_call() {
         s.assert_good_alive();
     }
 }
+
+// ----- typed imports and typed record-parameter exports -----
+
+#[test]
+fn typed_imports_check_every_argument_and_return_pointer() {
+    let imports = [
+        import("storage", "set", "set"),
+        import("http", "get", "hget"),
+        import("ws", "send", "wsend"),
+        import("env", "get", "eget"),
+        import("fs", "read", "fread"),
+    ]
+    .join("\n");
+    let wat = module(
+        &imports,
+        1,
+        &[
+            REALLOC_OK,
+            &status_ok(),
+            // storage.set("key", <invalid UTF-8>).
+            &export(
+                "auth-plugin",
+                "display-name",
+                "(call $set (i32.const 16) (i32.const 3) (i32.const 48) (i32.const 2) \
+                 (i32.const 512)) (i32.const 64)",
+            ),
+            &post("auth-plugin", "display-name"),
+            // http.get("key", headers: one 16-byte pair at the last 8 bytes of memory).
+            &export(
+                "auth-plugin",
+                "get-token",
+                "(call $hget (i32.const 16) (i32.const 3) (i32.const 65528) (i32.const 1) \
+                 (i32.const 512)) (i32.const 128)",
+            ),
+            &post("auth-plugin", "get-token"),
+            // ws.send(1, "Hostile") answered at a misaligned pointer.
+            &export(
+                "auth-plugin",
+                "logout",
+                "(call $wsend (i64.const 1) (i32.const 32) (i32.const 7) (i32.const 258)) \
+                 (i32.const 512)",
+            ),
+            &post("auth-plugin", "logout"),
+            // env.get(<4 GiB name>).
+            &export(
+                "auth-plugin",
+                "poll",
+                "(call $eget (i32.const 32) (i32.const -1) (i32.const 512)) (i32.const 128)",
+            ),
+            &post("auth-plugin", "poll"),
+            // fs.read("key") (denied: an err string) answered past the end of memory.
+            &export(
+                "auth-plugin",
+                "start-device-flow",
+                "(call $fread (i32.const 16) (i32.const 3) (i32.const -16)) (i32.const 128)",
+            ),
+            &post("auth-plugin", "start-device-flow"),
+        ],
+    );
+    for c in compilers() {
+        let mut s = setup(c, Kind::Auth, &wat);
+        let e = s.fails_per_call(|p| p.auth_display_name());
+        assert_eq!(
+            e,
+            import_trap(
+                DISPLAY,
+                "storage.set",
+                GuestMemoryError::InvalidUtf8 { ptr: 48, len: 2 }
+            ),
+            "{c}"
+        );
+        // Refused before the service: nothing was stored.
+        assert_eq!(s.bad().context().storage_get("key").expect("get"), None);
+        let e = s.fails_per_call(|p| p.auth_get_token());
+        assert_eq!(
+            e,
+            import_trap(GET_TOKEN, "http.get", oob(65528, 16, PAGE)),
+            "{c}"
+        );
+        let e = s.fails_per_call(|p| p.auth_logout());
+        assert_eq!(
+            e,
+            import_trap(
+                LOGOUT,
+                "ws.send",
+                GuestMemoryError::Misaligned { ptr: 258, align: 4 }
+            ),
+            "{c}"
+        );
+        let e = s.fails_per_call(|p| p.auth_poll("code"));
+        assert_eq!(
+            e,
+            import_trap(POLL, "env.get", oob(32, u64::from(u32::MAX), PAGE)),
+            "{c}"
+        );
+        let e = s.fails_per_call(|p| p.auth_start_device_flow());
+        assert_eq!(
+            e,
+            import_trap(
+                "tark:plugin/auth-plugin#start-device-flow",
+                "fs.read",
+                oob(0xffff_fff0, 12, PAGE)
+            ),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn typed_storage_imports_store_and_answer_through_guest_memory() {
+    let imports = [
+        import("storage", "set", "set"),
+        import("storage", "delete", "del"),
+    ]
+    .join("\n");
+    // display-name: storage.set("key", "Hostile"), then "Hostile" if the answer at 512 is
+    // ok (0), else a pointer to a bad string. get-token: storage.delete("key"), the same.
+    let check_ok = "(if (result i32) (i32.eqz (i32.load8_u (i32.const 512))) \
+                    (then (i32.const 64)) (else (i32.const 3)))";
+    let wat = module(
+        &imports,
+        1,
+        &[
+            REALLOC_OK,
+            &status_ok(),
+            &export(
+                "auth-plugin",
+                "display-name",
+                &format!(
+                    "(call $set (i32.const 16) (i32.const 3) (i32.const 32) (i32.const 7) \
+                     (i32.const 512)) {check_ok}"
+                ),
+            ),
+            &post("auth-plugin", "display-name"),
+            &export(
+                "auth-plugin",
+                "logout",
+                "(call $del (i32.const 16) (i32.const 3) (i32.const 512)) \
+                 (if (result i32) (i32.eqz (i32.load8_u (i32.const 512))) \
+                 (then (i32.const 768)) (else (i32.const 3)))",
+            ),
+            &post("auth-plugin", "logout"),
+            // logout's ok(()) answer.
+            r#"(data (i32.const 768) "\00")"#,
+        ],
+    );
+    for c in compilers() {
+        let mut s = setup(c, Kind::Auth, &wat);
+        assert_eq!(s.bad().auth_display_name().expect("display"), "Hostile");
+        assert_eq!(
+            s.bad().context().storage_get("key").expect("get"),
+            Some("Hostile".to_string()),
+            "{c}"
+        );
+        s.bad().auth_logout().expect("logout");
+        assert_eq!(s.bad().context().storage_get("key").expect("get"), None);
+        assert_eq!(s.bad().instances_created(), 1, "{c}");
+    }
+}
+
+/// A channel plugin whose `send` (10 flat parameters: conversation-id, text, message-id,
+/// is-final, metadata-json) answers `ok(send-result)` built from its arguments:
+/// success = is-final, message-id = the given one, error = some(text). With is-final
+/// false the message-id option's discriminant is made invalid (given + 2).
+fn echo_send_wat() -> String {
+    module(
+        "",
+        1,
+        &[
+            REALLOC_OK,
+            &export("channel-plugin", "auth-status", "(i32.const 0)"),
+            r#"(func (export "tark:plugin/channel-plugin#send")
+  (param $cp i32) (param $cl i32) (param $tp i32) (param $tl i32)
+  (param $md i32) (param $mp i32) (param $ml i32) (param $fin i32)
+  (param $jp i32) (param $jl i32) (result i32)
+  (i32.store8 (i32.const 1024) (i32.const 0))
+  (i32.store8 (i32.const 1028) (local.get $fin))
+  (i32.store8 (i32.const 1032)
+    (i32.add (local.get $md) (i32.mul (i32.eqz (local.get $fin)) (i32.const 2))))
+  (i32.store (i32.const 1036) (local.get $mp))
+  (i32.store (i32.const 1040) (local.get $ml))
+  (i32.store8 (i32.const 1044) (i32.const 1))
+  (i32.store (i32.const 1048) (local.get $tp))
+  (i32.store (i32.const 1052) (local.get $tl))
+  (i32.const 1024))"#,
+            &post("channel-plugin", "send"),
+        ],
+    )
+}
+
+#[test]
+fn typed_record_parameter_export_passes_ten_flat_values_and_checks_the_answer() {
+    use tark_wasmer::plugin::{OutboundMessage, SendResult};
+    for c in compilers() {
+        let env = TestEnv::new();
+        env.install_wat("bad", "channel", "storage = true", &echo_send_wat());
+        let mut host = env.host(c);
+        let p = host.get_mut("bad").expect("loaded");
+        let msg = OutboundMessage {
+            conversation_id: "conv-1".into(),
+            text: "hello there".into(),
+            message_id: Some("m-42".into()),
+            is_final: true,
+            metadata_json: "{}".into(),
+        };
+        assert_eq!(
+            p.channel_send(&msg).expect("send"),
+            SendResult {
+                success: true,
+                message_id: Some("m-42".into()),
+                error: Some("hello there".into()),
+            },
+            "{c}"
+        );
+        // A hostile discriminant in the typed result: refused, the instance discarded.
+        let bad = OutboundMessage {
+            message_id: None,
+            is_final: false,
+            ..msg.clone()
+        };
+        let e = call_err(p.channel_send(&bad));
+        assert_eq!(
+            e,
+            abi(
+                "tark:plugin/channel-plugin#send",
+                AbiError::InvalidDiscriminant { value: 2, cases: 2 }
+            ),
+            "{c}"
+        );
+        assert!(e.poisons_instance());
+        // A fresh instance answers again.
+        assert!(p.channel_send(&msg).expect("send again").success);
+        assert_eq!(p.instances_created(), 2, "{c}");
+    }
+}

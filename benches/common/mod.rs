@@ -135,6 +135,42 @@ pub fn legacy_bench_wasm() -> Vec<u8> {
     wat::parse_str(LEGACY_BENCH_WAT).expect("valid WAT")
 }
 
+/// A canonical hook-world module whose `on-event` calls one import `LOOP` times (the
+/// session id names it: `list-keys` = `storage.list-keys()`, `env-get` =
+/// `env.get("BENCH_UNSET")`) and answers `allow`. Its `cabi_realloc` is a bump allocator
+/// reset at every event, so the host's answers never exhaust memory.
+pub const IMPORT_LOOP_WAT: &str = r#"(module
+  (import "tark:plugin/storage" "list-keys" (func $keys (param i32)))
+  (import "tark:plugin/env" "get" (func $env (param i32 i32 i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 16) "BENCH_UNSET")
+  (data (i32.const 1024) "\00")
+  (global $heap (mut i32) (i32.const 32768))
+  (func (export "cabi_realloc") (param i32 i32) (param $align i32) (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $p) (local.get $n)))
+    (local.get $p))
+  (func (export "tark:plugin/hook-plugin#name") (result i32) (i32.const 64))
+  (func (export "cabi_post_tark:plugin/hook-plugin#name") (param i32))
+  (func (export "tark:plugin/hook-plugin#on-event")
+    (param i32) (param $sp i32) (param $sl i32) (param i32 i32) (result i32)
+    (local $i i32)
+    (global.set $heap (i32.const 32768))
+    (local.set $i (i32.const 1000))
+    (if (i32.eq (local.get $sl) (i32.const 9))
+      (then (loop $l
+        (call $keys (i32.const 512))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (br_if $l (local.get $i))))
+      (else (loop $l
+        (call $env (i32.const 16) (i32.const 11) (i32.const 512))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (br_if $l (local.get $i)))))
+    (i32.const 1024))
+  (func (export "cabi_post_tark:plugin/hook-plugin#on-event") (param i32)))"#;
+
 /// A temporary plugins directory with plugins installed, and hosts on it.
 pub struct BenchEnv {
     /// Keeps the directory alive.
@@ -187,6 +223,22 @@ impl BenchEnv {
         )
         .expect("manifest");
         std::fs::write(src.join("plugin.wasm"), legacy_bench_wasm()).expect("wasm");
+        self.install(&src);
+        self
+    }
+
+    /// Install the canonical import-loop module (`IMPORT_LOOP_WAT`) as plugin
+    /// `bench-imports` (hook world; storage and `BENCH_*` environment names granted).
+    pub fn with_import_loop(self) -> Self {
+        let src = self.tmp.path().join("src/bench-imports");
+        std::fs::create_dir_all(&src).expect("dir");
+        std::fs::write(
+            src.join("plugin.toml"),
+            "[plugin]\nname = \"bench-imports\"\nversion = \"0.1.0\"\ntype = \"hook\"\nwasm = \"plugin.wasm\"\n\n[capabilities]\nstorage = true\nenv = [\"BENCH_*\"]\n",
+        )
+        .expect("manifest");
+        let wasm = wat::parse_str(IMPORT_LOOP_WAT).expect("valid WAT");
+        std::fs::write(src.join("plugin.wasm"), wasm).expect("wasm");
         self.install(&src);
         self
     }

@@ -1,12 +1,18 @@
 //! Host functions for canonical-ABI plugins: the `tark:plugin/<interface>` imports,
 //! defined from the WIT contract and served by the same host services and policy as
-//! the legacy ABI. Each import lifts its arguments (checked), calls
-//! [`host_call`], and lowers the answer through the guest's `cabi_realloc`.
+//! the legacy ABI.
 //!
-//! The hot imports (`log.*`, `storage.get`) are typed host functions
-//! (`Function::new_typed_with_env`) that read their arguments and write their answer
-//! with the typed `Lift`/`Lower` of `typed.rs`, without the dynamic `Val` tree; `log.*`
-//! checks the level before reading the message. The others take the dynamic path.
+//! Every tark interface import (`storage`, `http`, `ws`, `env`, `log`, `fs`) is a typed
+//! host function (`Function::new_typed_with_env`): its flat arguments arrive as plain
+//! integers, strings and lists are lifted straight from guest memory with the typed
+//! `Lift` of `typed.rs` (checked pointers, lengths, alignment, UTF-8, one per-call read
+//! limit), and the answer is lowered straight to the guest's return pointer with the
+//! typed `Lower` (its strings allocated through `cabi_realloc`), without the dynamic
+//! `Val` tree. `log.*` checks the level before reading the message. Each Rust signature
+//! is checked against the contract once, when the imports are built; an import whose
+//! contract signature no longer matches its typed host function, and the conformance
+//! test world's `conformance-host` echo (arbitrary types, no hot path), take the dynamic
+//! path ([`host_call`] on lifted values). Both paths answer through the same functions.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -19,7 +25,7 @@ use wasmer::{
 
 use super::contract::{Contract, FuncSig, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::lift::{AbiError, FlatIter, Reader, Realloc, Writer};
-use super::typed::Lower;
+use super::typed::{check_top, ComponentType, Lift, Lower};
 use super::types::{record_by_name, Ty, TypeMismatch, Val};
 use crate::abi::memory::check_align;
 use crate::abi::panic_message;
@@ -81,7 +87,7 @@ pub fn canonical_imports(
             continue;
         };
         let ty = sig.import_signature();
-        if let Some(f) = typed_import(store, env, iface, import.name(), &ty) {
+        if let Some(f) = typed_import(store, env, iface, sig, &ty) {
             imports.define(import.module(), import.name(), f);
             continue;
         }
@@ -106,39 +112,72 @@ pub fn canonical_imports(
     imports
 }
 
-/// The typed host function for `iface.func` when it has one and the contract gives it
-/// the core signature it is written for (else None: the dynamic path serves it).
+/// Does the contract's `sig` take parameters `P` (a tuple) and answer `R`? Checked once
+/// per import when the imports are built.
+fn fits<P: ComponentType, R: ComponentType>(sig: &FuncSig) -> bool {
+    check_top::<P>(Some(&sig.params_tuple())).is_ok() && check_top::<R>(sig.result.as_ref()).is_ok()
+}
+
+/// The typed host function for `iface.func` when its Rust types fit the contract's
+/// signature and the host function's core type is the contract's (else None: the dynamic
+/// path serves it).
 fn typed_import(
     store: &mut Store,
     env: &FunctionEnv<CanonicalEnv>,
     iface: &str,
-    func: &str,
+    sig: &FuncSig,
     ty: &FunctionType,
 ) -> Option<Function> {
-    use wasmer::Type::I32;
-    let mut log = |level| -> Function {
-        match level {
-            log::Level::Debug => Function::new_typed_with_env(store, env, log_debug),
-            log::Level::Info => Function::new_typed_with_env(store, env, log_info),
-            log::Level::Warn => Function::new_typed_with_env(store, env, log_warn),
-            _ => Function::new_typed_with_env(store, env, log_error),
-        }
-    };
+    type S = String;
+    type Pairs = Vec<(String, String)>;
+    let func = sig.name.as_str();
     let f = match (iface, func) {
-        ("log", level) if ty.params() == [I32, I32] && ty.results().is_empty() => {
-            log(match level {
-                "debug" => log::Level::Debug,
-                "info" => log::Level::Info,
-                "warn" => log::Level::Warn,
-                _ => log::Level::Error,
-            })
-        }
-        ("storage", "get") if ty.params() == [I32, I32, I32] && ty.results().is_empty() => {
+        ("log", level) if fits::<(S,), ()>(sig) => match level {
+            "debug" => Function::new_typed_with_env(store, env, log_debug),
+            "info" => Function::new_typed_with_env(store, env, log_info),
+            "warn" => Function::new_typed_with_env(store, env, log_warn),
+            "error" => Function::new_typed_with_env(store, env, log_error),
+            _ => return None,
+        },
+        ("storage", "get") if fits::<(S,), Option<S>>(sig) => {
             Function::new_typed_with_env(store, env, storage_get)
+        }
+        ("storage", "set") if fits::<(S, S), Result<(), S>>(sig) => {
+            Function::new_typed_with_env(store, env, storage_set)
+        }
+        ("storage", "delete") if fits::<(S,), Result<(), S>>(sig) => {
+            Function::new_typed_with_env(store, env, storage_delete)
+        }
+        ("storage", "list-keys") if fits::<(), Vec<S>>(sig) => {
+            Function::new_typed_with_env(store, env, storage_list_keys)
+        }
+        ("http", "get") if fits::<(S, Pairs), Result<HttpResponse, HttpErrorRecord>>(sig) => {
+            Function::new_typed_with_env(store, env, http_get)
+        }
+        ("http", "post") if fits::<(S, S, Pairs), Result<HttpResponse, HttpErrorRecord>>(sig) => {
+            Function::new_typed_with_env(store, env, http_post)
+        }
+        ("ws", "connect") if fits::<(S, S), S>(sig) => {
+            Function::new_typed_with_env(store, env, ws_connect)
+        }
+        ("ws", "send") if fits::<(i64, S), S>(sig) => {
+            Function::new_typed_with_env(store, env, ws_send)
+        }
+        ("ws", "recv") if fits::<(i64, i64, i64), S>(sig) => {
+            Function::new_typed_with_env(store, env, ws_recv)
+        }
+        ("ws", "close") if fits::<(i64,), S>(sig) => {
+            Function::new_typed_with_env(store, env, ws_close)
+        }
+        ("env", "get") if fits::<(S,), Option<S>>(sig) => {
+            Function::new_typed_with_env(store, env, env_get)
+        }
+        ("fs", "read") if fits::<(S,), Result<S, S>>(sig) => {
+            Function::new_typed_with_env(store, env, fs_read)
         }
         _ => return None,
     };
-    Some(f)
+    (f.ty(&*store) == *ty).then_some(f)
 }
 
 type Env<'a> = FunctionEnvMut<'a, CanonicalEnv>;
@@ -163,29 +202,67 @@ fn guarded<R>(
     }
 }
 
-/// Copy the guest string `(ptr, len)` out (checked, strict UTF-8, within the read limit).
-fn read_arg(env: &Env<'_>, ptr: i32, len: i32) -> Result<String, AbiError> {
+/// Lift a typed import's arguments with one checked reader (one per-call read limit for
+/// all of them).
+fn lift_args<T>(
+    env: &Env<'_>,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, AbiError>,
+) -> Result<T, AbiError> {
     let data = env.data();
     let memory = data.memory.as_ref().ok_or(AbiError::FlatMismatch)?;
     let mut reader = Reader::new(env, memory, data.ctx.limits.guest_read_max);
-    reader.read_string(ptr as u32, len as u32)
+    read(&mut reader)
 }
 
+/// Copy the guest string `(ptr, len)` out (checked, strict UTF-8, within the read limit).
+fn read_arg(env: &Env<'_>, ptr: i32, len: i32) -> Result<String, AbiError> {
+    lift_args(env, |r| r.read_string(ptr as u32, len as u32))
+}
+
+/// A `list<tuple<string, string>>` argument (headers), each pair checked.
+fn read_pairs(r: &mut Reader<'_>, ptr: i32, len: i32) -> Result<Vec<(String, String)>, AbiError> {
+    <(String, String) as Lift>::load_list(r, ptr as u32, len as u32)
+}
+
+/// The largest answer a typed import stores at its return pointer
+/// (`result<http-response, http-error>`: 24 bytes).
+const MAX_ANSWER: usize = 32;
+
 /// Store `value` at the guest's return pointer `ret` (aligned and in bounds), its
-/// strings allocated through `cabi_realloc`.
+/// strings and lists allocated through `cabi_realloc`.
 fn store_answer<T: Lower>(env: &mut Env<'_>, ret: i32, value: &T) -> Result<(), AbiError> {
     let ret = ret as u32;
     check_align(ret, T::LAYOUT.align)?;
     let data = env.data();
     let memory = data.memory.clone().ok_or(AbiError::FlatMismatch)?;
     let realloc = data.realloc.clone();
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; MAX_ANSWER];
     let buf = buf
         .get_mut(..T::LAYOUT.size as usize)
         .ok_or(AbiError::FlatMismatch)?;
     let mut writer = Writer::new(env, memory, realloc);
     value.store(&mut writer, buf, 0)?;
     writer.write(ret, buf)
+}
+
+/// The body of a typed import that answers at a return pointer: lift its arguments
+/// (`args`), ask the host (`serve`), store the answer at `ret`. A guest fault is a trap
+/// naming the import, as on the dynamic path.
+fn answer_at<A, T: Lower>(
+    env: &mut Env<'_>,
+    iface: &'static str,
+    func: &'static str,
+    ret: i32,
+    args: impl FnOnce(&mut Reader<'_>) -> Result<A, AbiError>,
+    serve: impl FnOnce(&PluginContext, OwnerId, A) -> T,
+) -> Result<(), RuntimeError> {
+    guarded(env, iface, func, |env| {
+        let fail = |e: AbiError| trap(iface, func, e);
+        let a = lift_args(env, args).map_err(fail)?;
+        let (ctx, owner) = (env.data().ctx.clone(), env.data().owner);
+        let answer = serve(&ctx, owner, a);
+        store_answer(env, ret, &answer).map_err(fail)
+    })
 }
 
 fn log_typed(
@@ -222,20 +299,278 @@ fn log_error(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
     log_typed(&mut env, log::Level::Error, "error", mp, ml)
 }
 
-/// `storage.get(key) -> option<string>`, answered at the return pointer.
+/// `storage.get(key) -> option<string>`.
 fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<(), RuntimeError> {
-    guarded(&mut env, "storage", "get", |env| {
-        let fail = |e: AbiError| trap("storage", "get", e);
-        let key = read_arg(env, kp, kl).map_err(fail)?;
-        let ctx = env.data().ctx.clone();
-        let value = match ctx.storage_get(&key) {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!("[plugin:{}] storage.get({key}) failed: {e}", ctx.plugin_id);
-                None
-            }
-        };
-        store_answer(env, ret, &value).map_err(fail)
+    let args = |r: &mut Reader<'_>| r.read_string(kp as u32, kl as u32);
+    answer_at(&mut env, "storage", "get", ret, args, |ctx, _, key| {
+        serve_storage_get(ctx, &key)
+    })
+}
+
+/// `storage.set(key, value) -> result<_, string>`.
+fn storage_set(
+    mut env: Env<'_>,
+    kp: i32,
+    kl: i32,
+    vp: i32,
+    vl: i32,
+    ret: i32,
+) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| {
+        Ok((
+            r.read_string(kp as u32, kl as u32)?,
+            r.read_string(vp as u32, vl as u32)?,
+        ))
+    };
+    answer_at(&mut env, "storage", "set", ret, args, |ctx, _, (k, v)| {
+        serve_storage_set(ctx, &k, &v)
+    })
+}
+
+/// `storage.delete(key) -> result<_, string>`.
+fn storage_delete(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| r.read_string(kp as u32, kl as u32);
+    answer_at(&mut env, "storage", "delete", ret, args, |ctx, _, key| {
+        serve_storage_delete(ctx, &key)
+    })
+}
+
+/// `storage.list-keys() -> list<string>`.
+fn storage_list_keys(mut env: Env<'_>, ret: i32) -> Result<(), RuntimeError> {
+    let args = |_: &mut Reader<'_>| Ok(());
+    answer_at(&mut env, "storage", "list-keys", ret, args, |ctx, _, ()| {
+        serve_storage_list_keys(ctx)
+    })
+}
+
+/// `http.get(url, headers) -> result<http-response, http-error>`.
+fn http_get(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<(), RuntimeError> {
+    let args =
+        |r: &mut Reader<'_>| Ok((r.read_string(up as u32, ul as u32)?, read_pairs(r, hp, hl)?));
+    answer_at(
+        &mut env,
+        "http",
+        "get",
+        ret,
+        args,
+        |ctx, _, (url, headers)| serve_http(ctx, HttpMethod::Get, &url, &headers, None),
+    )
+}
+
+/// `http.post(url, body, headers) -> result<http-response, http-error>`.
+#[allow(clippy::too_many_arguments)]
+fn http_post(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    bp: i32,
+    bl: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| {
+        Ok((
+            r.read_string(up as u32, ul as u32)?,
+            r.read_string(bp as u32, bl as u32)?,
+            read_pairs(r, hp, hl)?,
+        ))
+    };
+    answer_at(
+        &mut env,
+        "http",
+        "post",
+        ret,
+        args,
+        |ctx, _, (url, body, headers)| {
+            serve_http(ctx, HttpMethod::Post, &url, &headers, Some(&body))
+        },
+    )
+}
+
+/// `ws.connect(url, headers-json) -> string`.
+fn ws_connect(
+    mut env: Env<'_>,
+    up: i32,
+    ul: i32,
+    hp: i32,
+    hl: i32,
+    ret: i32,
+) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| {
+        Ok((
+            r.read_string(up as u32, ul as u32)?,
+            r.read_string(hp as u32, hl as u32)?,
+        ))
+    };
+    answer_at(
+        &mut env,
+        "ws",
+        "connect",
+        ret,
+        args,
+        |ctx, owner, (url, h)| serve_ws_connect(ctx, owner, &url, &h),
+    )
+}
+
+/// `ws.send(handle, data) -> string`.
+fn ws_send(mut env: Env<'_>, handle: i64, dp: i32, dl: i32, ret: i32) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| r.read_string(dp as u32, dl as u32);
+    answer_at(&mut env, "ws", "send", ret, args, |ctx, owner, data| {
+        serve_ws_send(ctx, owner, handle, &data)
+    })
+}
+
+/// `ws.recv(handle, timeout-ms, max-bytes) -> string`.
+fn ws_recv(
+    mut env: Env<'_>,
+    handle: i64,
+    timeout_ms: i64,
+    max_bytes: i64,
+    ret: i32,
+) -> Result<(), RuntimeError> {
+    let args = |_: &mut Reader<'_>| Ok(());
+    answer_at(&mut env, "ws", "recv", ret, args, |ctx, owner, ()| {
+        serve_ws_recv(ctx, owner, handle, timeout_ms, max_bytes)
+    })
+}
+
+/// `ws.close(handle) -> string`.
+fn ws_close(mut env: Env<'_>, handle: i64, ret: i32) -> Result<(), RuntimeError> {
+    let args = |_: &mut Reader<'_>| Ok(());
+    answer_at(&mut env, "ws", "close", ret, args, |ctx, owner, ()| {
+        serve_ws_close(ctx, owner, handle)
+    })
+}
+
+/// `env.get(name) -> option<string>`.
+fn env_get(mut env: Env<'_>, np: i32, nl: i32, ret: i32) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| r.read_string(np as u32, nl as u32);
+    answer_at(&mut env, "env", "get", ret, args, |ctx, _, name| {
+        serve_env_get(ctx, &name)
+    })
+}
+
+/// `fs.read(path) -> result<string, string>`.
+fn fs_read(mut env: Env<'_>, pp: i32, pl: i32, ret: i32) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| r.read_string(pp as u32, pl as u32);
+    answer_at(&mut env, "fs", "read", ret, args, |ctx, _, path| {
+        serve_fs_read(ctx, &path)
+    })
+}
+
+// ----- the answers, shared by the typed and the dynamic path -----
+
+/// `http-error` of the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpErrorRecord {
+    /// What went wrong.
+    pub message: String,
+    /// The HTTP status, when one came back.
+    pub status: Option<u16>,
+}
+
+crate::canonical_record!(HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+});
+crate::canonical_record!(HttpErrorRecord {
+    message: String,
+    status: Option<u16>,
+});
+
+fn serve_storage_get(ctx: &PluginContext, key: &str) -> Option<String> {
+    ctx.storage_get(key).unwrap_or_else(|e| {
+        log::warn!("[plugin:{}] storage.get({key}) failed: {e}", ctx.plugin_id);
+        None
+    })
+}
+
+fn serve_storage_set(ctx: &PluginContext, key: &str, value: &str) -> Result<(), String> {
+    ctx.storage_set(key, value).map_err(|e| e.to_string())
+}
+
+fn serve_storage_delete(ctx: &PluginContext, key: &str) -> Result<(), String> {
+    ctx.storage_delete(key).map_err(|e| e.to_string())
+}
+
+fn serve_storage_list_keys(ctx: &PluginContext) -> Vec<String> {
+    ctx.storage_list_keys().unwrap_or_else(|e| {
+        log::warn!("[plugin:{}] storage.list-keys failed: {e}", ctx.plugin_id);
+        Vec::new()
+    })
+}
+
+fn serve_http(
+    ctx: &PluginContext,
+    method: HttpMethod,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> Result<HttpResponse, HttpErrorRecord> {
+    let error = |message: String| HttpErrorRecord {
+        message,
+        status: None,
+    };
+    ctx.http_request(method, url, headers, body)
+        .map_err(|e| match e {
+            HttpError::Denied(_) => error(format!(
+                "permission denied: {url} is not allowed by capabilities.http"
+            )),
+            HttpError::Timeout(m) => error(format!("timeout: {m}")),
+            e => error(e.to_string()),
+        })
+}
+
+fn serve_ws_connect(ctx: &PluginContext, owner: OwnerId, url: &str, headers_json: &str) -> String {
+    let headers = parse_headers(headers_json);
+    ws_connect_envelope(&ctx.ws_connect(owner, url, &headers))
+}
+
+fn serve_ws_send(ctx: &PluginContext, owner: OwnerId, handle: i64, data: &str) -> String {
+    let h = u64::try_from(handle).unwrap_or(0);
+    ws_send_envelope(&ctx.ws_send(owner, h, data))
+}
+
+fn serve_ws_recv(
+    ctx: &PluginContext,
+    owner: OwnerId,
+    handle: i64,
+    timeout_ms: i64,
+    max_bytes: i64,
+) -> String {
+    let h = u64::try_from(handle).unwrap_or(0);
+    let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    let max = usize::try_from(max_bytes).unwrap_or(0);
+    ws_recv_envelope(&ctx.ws_recv(owner, h, timeout, max))
+}
+
+fn serve_ws_close(ctx: &PluginContext, owner: OwnerId, handle: i64) -> String {
+    ctx.ws_close(owner, u64::try_from(handle).unwrap_or(0));
+    ws_ok_envelope()
+}
+
+fn serve_env_get(ctx: &PluginContext, name: &str) -> Option<String> {
+    match ctx.env_get(name) {
+        Ok(v) => v,
+        Err(EnvError::Denied(_)) | Err(EnvError::TooLarge { .. }) => None,
+    }
+}
+
+fn serve_fs_read(ctx: &PluginContext, path: &str) -> Result<String, String> {
+    ctx.fs_read(path).map_err(|e| match e {
+        FsError::Denied(p) => {
+            format!("permission denied: {p} is not allowed by capabilities.fs_read")
+        }
+        e => e.to_string(),
     })
 }
 
@@ -345,6 +680,10 @@ fn unit_result(r: Result<(), String>) -> Val {
     }
 }
 
+fn opt_string(v: Option<String>) -> Val {
+    Val::Option(v.map(|s| Box::new(Val::String(s))))
+}
+
 /// The `http-response` and `http-error` record types of the contract (`wit/tark.wit`,
 /// the result of `http.get` and `http.post`).
 fn http_record_types() -> Result<&'static (Ty, Ty), TypeMismatch> {
@@ -397,8 +736,9 @@ fn http_error(message: String, status: Option<u16>) -> Result<Val, TypeMismatch>
     Ok(Val::err(Some(record)))
 }
 
-/// The host side of every import, on lifted values. `None` for functions without result;
-/// an error only when an answer cannot be built as the contract's type (a host defect).
+/// The host side of every import on lifted values (the dynamic path). `None` for
+/// functions without result; an error only when an answer cannot be built as the
+/// contract's type (a host defect).
 pub fn host_call(
     ctx: &PluginContext,
     owner: OwnerId,
@@ -408,30 +748,11 @@ pub fn host_call(
 ) -> Result<Option<Val>, TypeMismatch> {
     let a = |i: usize| args.get(i);
     Ok(Some(match (iface, func) {
-        ("storage", "get") => match ctx.storage_get(s(a(0))) {
-            Ok(Some(v)) => Val::some(Val::String(v)),
-            Ok(None) => Val::Option(None),
-            Err(e) => {
-                log::warn!(
-                    "[plugin:{}] storage.get({}) failed: {e}",
-                    ctx.plugin_id,
-                    s(a(0))
-                );
-                Val::Option(None)
-            }
-        },
-        ("storage", "set") => {
-            unit_result(ctx.storage_set(s(a(0)), s(a(1))).map_err(|e| e.to_string()))
-        }
-        ("storage", "delete") => {
-            unit_result(ctx.storage_delete(s(a(0))).map_err(|e| e.to_string()))
-        }
+        ("storage", "get") => opt_string(serve_storage_get(ctx, s(a(0)))),
+        ("storage", "set") => unit_result(serve_storage_set(ctx, s(a(0)), s(a(1)))),
+        ("storage", "delete") => unit_result(serve_storage_delete(ctx, s(a(0)))),
         ("storage", "list-keys") => Val::List(
-            ctx.storage_list_keys()
-                .unwrap_or_else(|e| {
-                    log::warn!("[plugin:{}] storage.list-keys failed: {e}", ctx.plugin_id);
-                    Vec::new()
-                })
+            serve_storage_list_keys(ctx)
                 .into_iter()
                 .map(Val::String)
                 .collect(),
@@ -442,45 +763,16 @@ pub fn host_call(
             } else {
                 (HttpMethod::Post, Some(s(a(1))), pairs(a(2)))
             };
-            let url = s(a(0));
-            match ctx.http_request(method, url, &headers, body) {
+            match serve_http(ctx, method, s(a(0)), &headers, body) {
                 Ok(resp) => http_response(resp)?,
-                Err(HttpError::Denied(_)) => http_error(
-                    format!("permission denied: {url} is not allowed by capabilities.http"),
-                    None,
-                )?,
-                Err(HttpError::Timeout(m)) => http_error(format!("timeout: {m}"), None)?,
-                Err(e) => http_error(e.to_string(), None)?,
+                Err(e) => http_error(e.message, e.status)?,
             }
         }
-        ("ws", "connect") => {
-            let headers = parse_headers(s(a(1)));
-            Val::String(ws_connect_envelope(&ctx.ws_connect(
-                owner,
-                s(a(0)),
-                &headers,
-            )))
-        }
-        ("ws", "send") => {
-            let h = u64::try_from(s64(a(0))).unwrap_or(0);
-            Val::String(ws_send_envelope(&ctx.ws_send(owner, h, s(a(1)))))
-        }
-        ("ws", "recv") => {
-            let h = u64::try_from(s64(a(0))).unwrap_or(0);
-            let timeout = Duration::from_millis(u64::try_from(s64(a(1))).unwrap_or(0));
-            let max = usize::try_from(s64(a(2))).unwrap_or(0);
-            Val::String(ws_recv_envelope(&ctx.ws_recv(owner, h, timeout, max)))
-        }
-        ("ws", "close") => {
-            ctx.ws_close(owner, u64::try_from(s64(a(0))).unwrap_or(0));
-            Val::String(ws_ok_envelope())
-        }
-        ("env", "get") => match ctx.env_get(s(a(0))) {
-            Ok(Some(v)) => Val::some(Val::String(v)),
-            Ok(None) | Err(EnvError::Denied(_)) | Err(EnvError::TooLarge { .. }) => {
-                Val::Option(None)
-            }
-        },
+        ("ws", "connect") => Val::String(serve_ws_connect(ctx, owner, s(a(0)), s(a(1)))),
+        ("ws", "send") => Val::String(serve_ws_send(ctx, owner, s64(a(0)), s(a(1)))),
+        ("ws", "recv") => Val::String(serve_ws_recv(ctx, owner, s64(a(0)), s64(a(1)), s64(a(2)))),
+        ("ws", "close") => Val::String(serve_ws_close(ctx, owner, s64(a(0)))),
+        ("env", "get") => opt_string(serve_env_get(ctx, s(a(0)))),
         ("log", level) => {
             let level = match level {
                 "debug" => log::Level::Debug,
@@ -491,12 +783,9 @@ pub fn host_call(
             ctx.log(level, s(a(0)));
             return Ok(None);
         }
-        ("fs", "read") => match ctx.fs_read(s(a(0))) {
+        ("fs", "read") => match serve_fs_read(ctx, s(a(0))) {
             Ok(text) => Val::ok(Some(Val::String(text))),
-            Err(FsError::Denied(p)) => Val::err(Some(Val::String(format!(
-                "permission denied: {p} is not allowed by capabilities.fs_read"
-            )))),
-            Err(e) => Val::err(Some(Val::String(e.to_string()))),
+            Err(e) => Val::err(Some(Val::String(e))),
         },
         // The conformance test world's host side: echo.
         ("conformance-host", _) => return Ok(args.into_iter().next()),
@@ -507,6 +796,46 @@ pub fn host_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tark_host_import_is_a_typed_host_function() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = crate::host::env::tests::context(
+            &crate::manifest::PluginCapabilities::default(),
+            crate::limits::Limits::default(),
+            dir.path(),
+            dir.path(),
+        );
+        let mut store = Store::default();
+        let env = FunctionEnv::new(
+            &mut store,
+            CanonicalEnv {
+                ctx,
+                owner: crate::host::next_owner_id(),
+                memory: None,
+                realloc: None,
+            },
+        );
+        let contract = Contract::get();
+        let mut typed = 0;
+        for (iface, funcs) in &contract.interfaces {
+            let hosted = contract
+                .worlds
+                .values()
+                .any(|w| w.imports.iter().any(|i| i == iface));
+            if !hosted || iface == "conformance-host" {
+                continue;
+            }
+            for sig in funcs.values() {
+                let ty = sig.import_signature();
+                let f = typed_import(&mut store, &env, iface, sig, &ty);
+                assert!(f.is_some(), "{iface}.{} is not typed", sig.name);
+                typed += 1;
+            }
+        }
+        // storage 4, http 2, ws 4, env 1, log 4, fs 1.
+        assert_eq!(typed, 16);
+    }
 
     #[test]
     fn http_records_are_built_by_field_name() {

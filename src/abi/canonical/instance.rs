@@ -251,6 +251,7 @@ impl CanonicalInstance {
                 for (slot, v) in raw.iter_mut().zip(&flat_args) {
                     *slot = match v {
                         Value::I32(x) => u64::from(*x as u32),
+                        Value::I64(x) => *x as u64,
                         _ => return Err(abi(AbiError::FlatMismatch)),
                     };
                 }

@@ -328,7 +328,7 @@ pub fn check_variant<T: ?Sized>(
 
 /// Check `T` against `ty` and its compile-time layout against the contract's (the
 /// layout check catches a wrong hand-written impl; it runs once per export).
-fn check_top<T: ComponentType + ?Sized>(ty: Option<&Ty>) -> Result<(), TypeCheckError> {
+pub(super) fn check_top<T: ComponentType + ?Sized>(ty: Option<&Ty>) -> Result<(), TypeCheckError> {
     T::typecheck_payload(ty)?;
     let (size, align, flat) = Layout::of(ty);
     let l = T::LAYOUT;
@@ -1725,92 +1725,129 @@ impl<P, R> std::fmt::Debug for TypedExport<P, R> {
 
 // ----- calling the core export -----
 
-/// The core export as a typed wasmer function when its signature is up to
-/// [`MAX_FAST_PARAMS`] `i32` parameters and no result or one `i32` (most tark exports:
-/// strings and records are pointer pairs, results past one flat value a return
-/// pointer): no signature clone, no `Vec<Value>` and no boxed results per call. Other
-/// signatures take wasmer's dynamic call.
-#[derive(Clone)]
-pub(super) enum FastCall {
-    R0(TypedFunction<(), i32>),
-    R1(TypedFunction<i32, i32>),
-    R2(TypedFunction<(i32, i32), i32>),
-    R3(TypedFunction<(i32, i32, i32), i32>),
-    R4(TypedFunction<(i32, i32, i32, i32), i32>),
-    R5(TypedFunction<(i32, i32, i32, i32, i32), i32>),
-    R6(TypedFunction<(i32, i32, i32, i32, i32, i32), i32>),
-    U0(TypedFunction<(), ()>),
-    U1(TypedFunction<i32, ()>),
-    U2(TypedFunction<(i32, i32), ()>),
-    U3(TypedFunction<(i32, i32, i32), ()>),
-    U4(TypedFunction<(i32, i32, i32, i32), ()>),
-    U5(TypedFunction<(i32, i32, i32, i32, i32), ()>),
-    U6(TypedFunction<(i32, i32, i32, i32, i32, i32), ()>),
+/// `i32` for each listed index (the parameter types of a [`FastCall`] shape).
+macro_rules! i32_each {
+    ($($i:literal),*) => { ($(i32_each!(@one $i)),*) };
+    (@one $i:literal) => { i32 };
 }
 
-/// Most parameters of a [`FastCall`].
-pub(super) const MAX_FAST_PARAMS: usize = 6;
-
-impl FastCall {
-    /// The typed form of `f`, if its type is one of the fast shapes.
-    pub(super) fn new(store: &impl AsStoreRef, f: &wasmer::Function) -> Option<Self> {
-        use wasmer::Type::I32;
-        let ty = f.ty(store);
-        if ty.params().len() > MAX_FAST_PARAMS || ty.params().iter().any(|t| *t != I32) {
-            return None;
+/// The [`FastCall`] shapes: for each arity, the variant with an `i32` result and the one
+/// without, and the indices of its parameters.
+macro_rules! fast_shapes {
+    ($($r:ident, $u:ident: [$($i:literal),*];)*) => {
+        /// The core export as a typed wasmer function, resolved once per instance: up to
+        /// [`MAX_FLAT_PARAMS`] `i32` parameters (what every tark interface flattens to:
+        /// strings, lists, records, options and variants are `i32` slots, and more than 16
+        /// are spilled to one pointer) with no result or one `i32` (past one flat value the
+        /// result comes back through a return pointer), plus the `(i64)` shapes of a
+        /// `u64`/`s64` parameter (`chat-stream-poll`). A call clones no signature, builds
+        /// no `Vec<Value>` and boxes no results. Other core signatures (mixed `i64`/float
+        /// parameters, which only the conformance test world has) take wasmer's dynamic
+        /// call: wasmer 7.4 types a function only by a static list of its core types.
+        #[derive(Clone)]
+        #[allow(unused_parens)]
+        pub(super) enum FastCall {
+            $(
+                $r(TypedFunction<i32_each!($($i),*), i32>),
+                $u(TypedFunction<i32_each!($($i),*), ()>),
+            )*
+            /// `(i64) -> i32`.
+            L1R(TypedFunction<i64, i32>),
+            /// `(i64) -> ()`.
+            L1U(TypedFunction<i64, ()>),
         }
-        let with_result = match ty.results() {
-            [] => false,
-            [I32] => true,
-            _ => return None,
-        };
-        let fast = match (ty.params().len(), with_result) {
-            (0, true) => FastCall::R0(f.typed(store).ok()?),
-            (1, true) => FastCall::R1(f.typed(store).ok()?),
-            (2, true) => FastCall::R2(f.typed(store).ok()?),
-            (3, true) => FastCall::R3(f.typed(store).ok()?),
-            (4, true) => FastCall::R4(f.typed(store).ok()?),
-            (5, true) => FastCall::R5(f.typed(store).ok()?),
-            (6, true) => FastCall::R6(f.typed(store).ok()?),
-            (0, false) => FastCall::U0(f.typed(store).ok()?),
-            (1, false) => FastCall::U1(f.typed(store).ok()?),
-            (2, false) => FastCall::U2(f.typed(store).ok()?),
-            (3, false) => FastCall::U3(f.typed(store).ok()?),
-            (4, false) => FastCall::U4(f.typed(store).ok()?),
-            (5, false) => FastCall::U5(f.typed(store).ok()?),
-            (6, false) => FastCall::U6(f.typed(store).ok()?),
-            _ => return None,
-        };
-        Some(fast)
-    }
 
-    /// Call with the raw flat slots `a` (i32 values); the result, if the export has one.
-    pub(super) fn call(
-        &self,
-        store: &mut impl AsStoreMut,
-        a: &[u64],
-    ) -> Result<Option<i32>, RuntimeError> {
-        let g = |i: usize| a.get(i).copied().unwrap_or(0) as u32 as i32;
-        Ok(match self {
-            FastCall::R0(f) => Some(f.call(store)?),
-            FastCall::R1(f) => Some(f.call(store, g(0))?),
-            FastCall::R2(f) => Some(f.call(store, g(0), g(1))?),
-            FastCall::R3(f) => Some(f.call(store, g(0), g(1), g(2))?),
-            FastCall::R4(f) => Some(f.call(store, g(0), g(1), g(2), g(3))?),
-            FastCall::R5(f) => Some(f.call(store, g(0), g(1), g(2), g(3), g(4))?),
-            FastCall::R6(f) => Some(f.call(store, g(0), g(1), g(2), g(3), g(4), g(5))?),
-            FastCall::U0(f) => f.call(store).map(|()| None)?,
-            FastCall::U1(f) => f.call(store, g(0)).map(|()| None)?,
-            FastCall::U2(f) => f.call(store, g(0), g(1)).map(|()| None)?,
-            FastCall::U3(f) => f.call(store, g(0), g(1), g(2)).map(|()| None)?,
-            FastCall::U4(f) => f.call(store, g(0), g(1), g(2), g(3)).map(|()| None)?,
-            FastCall::U5(f) => f.call(store, g(0), g(1), g(2), g(3), g(4)).map(|()| None)?,
-            FastCall::U6(f) => f
-                .call(store, g(0), g(1), g(2), g(3), g(4), g(5))
-                .map(|()| None)?,
-        })
-    }
+        impl FastCall {
+            /// The typed form of `f`, if its type is one of the fast shapes.
+            pub(super) fn new(store: &impl AsStoreRef, f: &wasmer::Function) -> Option<Self> {
+                use wasmer::Type::{I32, I64};
+                let ty = f.ty(store);
+                if !Self::covers(&ty) {
+                    return None;
+                }
+                let with_result = match ty.results() {
+                    [] => false,
+                    [I32] => true,
+                    _ => return None,
+                };
+                if ty.params() == [I64] {
+                    return Some(if with_result {
+                        FastCall::L1R(f.typed(store).ok()?)
+                    } else {
+                        FastCall::L1U(f.typed(store).ok()?)
+                    });
+                }
+                if ty.params().iter().any(|t| *t != I32) {
+                    return None;
+                }
+                let n = ty.params().len();
+                $(
+                    if n == <[usize]>::len(&[$($i),*]) {
+                        return Some(if with_result {
+                            FastCall::$r(f.typed(store).ok()?)
+                        } else {
+                            FastCall::$u(f.typed(store).ok()?)
+                        });
+                    }
+                )*
+                None
+            }
+
+            /// Is `ty` one of the fast shapes?
+            pub(super) fn covers(ty: &wasmer::FunctionType) -> bool {
+                use wasmer::Type::{I32, I64};
+                matches!(ty.results(), [] | [I32])
+                    && (ty.params() == [I64]
+                        || (ty.params().len() <= MAX_FAST_PARAMS
+                            && ty.params().iter().all(|t| *t == I32)))
+            }
+
+            /// Call with the raw flat slots `a` (each the value's bits, zero-extended);
+            /// the result, if the export has one.
+            pub(super) fn call(
+                &self,
+                store: &mut impl AsStoreMut,
+                a: &[u64],
+            ) -> Result<Option<i32>, RuntimeError> {
+                #[allow(unused)]
+                let g = |i: usize| a.get(i).copied().unwrap_or(0) as u32 as i32;
+                Ok(match self {
+                    $(
+                        FastCall::$r(f) => Some(f.call(store, $(g($i)),*)?),
+                        FastCall::$u(f) => f.call(store, $(g($i)),*).map(|()| None)?,
+                    )*
+                    FastCall::L1R(f) => Some(f.call(store, a.first().copied().unwrap_or(0) as i64)?),
+                    FastCall::L1U(f) => {
+                        f.call(store, a.first().copied().unwrap_or(0) as i64).map(|()| None)?
+                    }
+                })
+            }
+        }
+    };
 }
+
+fast_shapes! {
+    R0, U0: [];
+    R1, U1: [0];
+    R2, U2: [0, 1];
+    R3, U3: [0, 1, 2];
+    R4, U4: [0, 1, 2, 3];
+    R5, U5: [0, 1, 2, 3, 4];
+    R6, U6: [0, 1, 2, 3, 4, 5];
+    R7, U7: [0, 1, 2, 3, 4, 5, 6];
+    R8, U8: [0, 1, 2, 3, 4, 5, 6, 7];
+    R9, U9: [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    R10, U10: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    R11, U11: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    R12, U12: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    R13, U13: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    R14, U14: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    R15, U15: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+    R16, U16: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+}
+
+/// Most flat parameters of a [`FastCall`] (the canonical ABI's limit before spilling).
+pub(super) const MAX_FAST_PARAMS: usize = MAX_FLAT_PARAMS;
 
 /// What a typed call needs, resolved once: no lookups, names or types per call.
 #[derive(Clone)]
@@ -1844,11 +1881,10 @@ pub(super) struct TypedCache {
 }
 
 impl TypedCache {
-    fn find(&self, key: TypeId, iface: &str, func: &str) -> Option<&ExportCore> {
+    fn find(&self, key: TypeId, iface: &str, func: &str) -> Option<usize> {
         self.entries
             .iter()
-            .find(|(k, c)| *k == key && c.func == func && c.iface == iface)
-            .map(|(_, c)| c)
+            .position(|(k, c)| *k == key && c.func == func && c.iface == iface)
     }
 }
 
@@ -1987,15 +2023,23 @@ impl CanonicalInstance {
         params: P,
     ) -> Result<R, CallError> {
         let key = TypeId::of::<(P::Static, R::Static)>();
-        let core = match self.typed.find(key, iface, func) {
-            Some(core) => core.clone(),
+        let index = match self.typed.find(key, iface, func) {
+            Some(i) => i,
             None => {
                 let core = self.typed_func::<P, R>(iface, func)?.core;
-                self.typed.entries.push((key, core.clone()));
-                core
+                self.typed.entries.push((key, core));
+                self.typed.entries.len() - 1
             }
         };
-        self.run_typed(&core, &params)
+        // Borrow the checked export out of the cache for the call (no clone: moving the
+        // vector is three words; a call never re-enters `call_func`).
+        let entries = std::mem::take(&mut self.typed.entries);
+        let r = match entries.get(index) {
+            Some((_, core)) => self.run_typed(core, &params),
+            None => Err(CallError::MissingExport(export_name(iface, func))),
+        };
+        self.typed.entries = entries;
+        r
     }
 
     fn run_typed<P: Lower, R: Lift>(
@@ -2494,6 +2538,32 @@ mod tests {
             ToolDef::load_list(&mut r, 1024, 1000),
             Err(AbiError::TooLarge { limit: 50_000 })
         );
+    }
+
+    #[test]
+    fn every_tark_export_has_a_fast_call_shape() {
+        // The typed plugin handles never take wasmer's dynamic call: every export of a
+        // tark world flattens to a shape `FastCall` has.
+        let contract = Contract::get();
+        let mut checked = 0;
+        for world in contract.worlds.values() {
+            for iface in &world.exports {
+                if iface == "conformance" {
+                    continue;
+                }
+                let funcs = contract.interfaces.get(iface).expect("exported interface");
+                for sig in funcs.values() {
+                    let ty = sig.export_signature();
+                    assert!(
+                        FastCall::covers(&ty),
+                        "{iface}#{}: core type {ty} has no fast shape",
+                        sig.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 30, "only {checked} exports checked");
     }
 
     #[test]
