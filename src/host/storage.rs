@@ -653,7 +653,9 @@ impl StoreRegistry {
         plugin_id: &str,
         total_max: usize,
     ) -> Result<Arc<Store>, StorageError> {
-        let abs = if data_dir.is_absolute() {
+        // The JS backend's wasm32 host has no current directory (and `is_absolute` is
+        // false for every path there): its data directories are names only.
+        let abs = if data_dir.is_absolute() || !cfg!(feature = "sys") {
             data_dir.to_path_buf()
         } else {
             std::env::current_dir()

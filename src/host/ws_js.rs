@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::{HostConfig, HostError, OwnerId, PluginContext, WsError, WsEvent};
+use super::{WsError, WsEvent};
+use crate::host::{HostConfig, HostError, OwnerId, PluginContext};
 
 /// The text of every refused connect.
 pub const UNAVAILABLE: &str = "WebSockets are not available in the JS backend: a synchronous \
