@@ -63,10 +63,7 @@ impl HttpClient {
         headers: &[(String, String)],
         body: Option<&str>,
     ) -> Result<HttpResponse, HttpError> {
-        let name = match method {
-            HttpMethod::Get => "GET",
-            HttpMethod::Post => "POST",
-        };
+        let name = method.upper();
         let mut current = match ctx.policy.check_http(url) {
             Ok(u) => u,
             Err(_) => {
@@ -77,6 +74,7 @@ impl HttpClient {
                 return Err(HttpError::Denied(url.to_string()));
             }
         };
+        log::debug!("[plugin:{}] http.{}({url})", ctx.plugin_id, method.lower());
         let transport = self
             .transport
             .lock()

@@ -31,6 +31,9 @@
 //!   file), an error is logged naming both paths, and the store starts empty.
 //!   An empty (zero-length or blank) file counts as an empty map.
 
+// The JS backend keeps storage in memory: the file machinery below is native-only.
+#![cfg_attr(not(feature = "sys"), allow(dead_code, unused_imports))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};

@@ -35,9 +35,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(feature = "sys")]
 use std::thread;
-use std::time::Duration;
 #[cfg(feature = "sys")]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "sys")]
 use rustls::ClientConfig;

@@ -72,7 +72,7 @@ const check = (name, ok, detail) => {
     { init, exported, before, after });
   let refused = false;
   try {
-    b.importStorage('legacy-provider', JSON.stringify({ big: 'x'.repeat(11 * 1024 * 1024) }));
+    b.importStorage('legacy-provider', JSON.stringify({ big: 'x'.repeat(17 * 1024 * 1024) }));
   } catch (e) {
     refused = /quota/.test(e.message);
   }
