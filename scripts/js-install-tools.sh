@@ -9,12 +9,15 @@ if [ -z "$want" ]; then echo "wasm-bindgen is not in Cargo.lock" >&2; exit 1; fi
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
     echo "installing wasm-bindgen-cli $want (have: ${have:-none})"
-    cargo install wasm-bindgen-cli --version "=$want" --locked || cargo install wasm-bindgen-cli --version "=$want"
+    # --locked first (the CLI's own lock); where the registry lacks one of its pinned
+    # versions (seen here: webpki-roots 1.0.11), a normal resolution of the same CLI version.
+    cargo install wasm-bindgen-cli --version "=$want" --locked \
+        || cargo install wasm-bindgen-cli --version "=$want"
 fi
 if ! command -v node >/dev/null; then
-    echo "installing nodejs" >&2
-    sudo apt-get install -y nodejs
+    echo "installing nodejs"
+    SUDO=(); [[ $(id -u) -ne 0 ]] && SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -q && "${SUDO[@]}" apt-get install -y -q nodejs
 fi
-if [ ! -d /usr/lib/rustlib/src/rust/library ]; then
-    bash scripts/install-wasm-toolchain.sh
-fi
+# Idempotent; nothing to do when rustup has the wasm32 targets.
+bash scripts/install-wasm-toolchain.sh

@@ -8,6 +8,10 @@
 //! storage export/import with the quota, HTTP only through the embedder's transport
 //! (allowlist and redirects still checked by the host), files and WebSockets refused
 //! with the backend's reason.
+//!
+//! Opt-in (`scripts/js-test.sh`, i.e. `cargo test --features js-backend-test --test
+//! js_backend`): a cold first run installs wasm-bindgen-cli and builds the wasm32 host,
+//! which takes tens of minutes on 2 cores; a warm run takes about 10 s.
 
 mod common;
 
