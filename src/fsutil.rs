@@ -2,6 +2,9 @@
 //! (`storage.json`) and the artifact cache, so that "replace a file atomically" is written
 //! (and fixed) once.
 
+// The JS backend writes no files: parts of this are native-only there.
+#![cfg_attr(not(feature = "sys"), allow(dead_code))]
+
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

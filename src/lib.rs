@@ -69,6 +69,17 @@ compile_error!(
      wasmtime host there (wasmtime runs 32-bit targets through its Pulley interpreter)."
 );
 
+// ---- Backends: `sys` (native, the default) or `js` (wasm32 in a JavaScript engine) ----------
+#[cfg(all(feature = "sys", feature = "js"))]
+compile_error!(
+    "features `sys` and `js` exclude each other: the JS backend is built with \
+     `--no-default-features --features js` for wasm32-unknown-unknown (scripts/js-build.sh)"
+);
+#[cfg(not(any(feature = "sys", feature = "js")))]
+compile_error!(
+    "enable one backend: `sys` (the default, native) or `js` (wasm32, Node and browsers)"
+);
+
 // ---- 1. Describing and finding plugins -------------------------------------------------
 pub mod manifest;
 mod policy;
@@ -76,7 +87,13 @@ pub mod registry;
 pub mod types;
 
 // ---- 2. Compiling -----------------------------------------------------------------------
+#[cfg(feature = "sys")]
 pub mod cache;
+#[cfg(feature = "sys")]
+pub mod engine;
+/// The JS backend's engine: the JavaScript engine compiles (no compilers, no artifact cache).
+#[cfg(not(feature = "sys"))]
+#[path = "engine_js.rs"]
 pub mod engine;
 pub mod limits;
 
@@ -85,24 +102,34 @@ mod abi;
 mod host;
 
 // ---- 4. Plugins: typed handles, the function table, checks ------------------------------
+#[cfg(feature = "sys")]
 pub mod check;
 pub mod inspect;
 pub mod plugin;
 
 // ---- 5. Faces for other users -----------------------------------------------------------
+/// The JS backend's face for JavaScript embedders (wasm-bindgen).
+#[cfg(all(feature = "js", not(feature = "sys")))]
+pub mod js;
 pub mod lowlevel;
+#[cfg(feature = "sys")]
 pub mod tark;
 
 mod error;
 mod fsutil;
 
 pub use abi::{AbiKind, CallError, GuestMemoryError, InstantiateError, LinkError};
+#[cfg(feature = "sys")]
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
-pub use engine::{Compiler, EngineError, EngineSettings, WasmEngine};
+#[cfg(feature = "sys")]
+pub use engine::{Compiler, EngineSettings};
+pub use engine::{EngineError, WasmEngine};
 pub use error::{Error, Result};
 pub use host::{HostConfig, HostError, CA_FILE_ENV, TRACE_TARGET};
 pub use limits::Limits;
 pub use manifest::{PluginCapabilities, PluginManifest, PluginType};
-pub use plugin::{HostOptions, PluginHost, PluginInstance};
+pub use plugin::PluginInstance;
+#[cfg(feature = "sys")]
+pub use plugin::{HostOptions, PluginHost};
 pub use policy::PolicyConfig;
 pub use registry::{InstallSource, InstalledPlugin, PluginRegistry};

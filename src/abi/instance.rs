@@ -197,9 +197,7 @@ impl InstanceCore {
 
     /// The tokio context wasmer-wasix's system calls need, entered for modules that
     /// import WASI (None for the others). Keep it for the duration of the call.
-    pub(crate) fn enter_wasi(
-        &self,
-    ) -> Result<Option<tokio::runtime::EnterGuard<'static>>, CallError> {
+    pub(crate) fn enter_wasi(&self) -> Result<Option<wasi::RuntimeGuard>, CallError> {
         match &self.wasi {
             Some(_) => Ok(Some(
                 wasi::tokio_runtime()

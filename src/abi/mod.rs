@@ -4,10 +4,20 @@
 //! limits ([`enforce`]). Only code under this module touches guest memory.
 
 pub mod canonical;
+#[cfg(feature = "sys")]
+pub mod enforce;
+/// The JS backend's limits: the memory cap only (the JavaScript engine compiles; no metering).
+#[cfg(not(feature = "sys"))]
+#[path = "enforce_js.rs"]
 pub mod enforce;
 pub mod instance;
 pub mod legacy;
 pub mod memory;
+#[cfg(feature = "sys")]
+pub mod wasi;
+/// The JS backend's WASI preview1: the calls tark's plugins make, without wasmer-wasix.
+#[cfg(not(feature = "sys"))]
+#[path = "wasi_js.rs"]
 pub mod wasi;
 
 use std::any::Any;

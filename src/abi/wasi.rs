@@ -15,6 +15,9 @@ use crate::host::PluginContext;
 /// Longest line of guest output kept before it is flushed to the log as is.
 const MAX_LINE: usize = 4096;
 
+/// What [`tokio_runtime`]'s `enter` returns: held for the duration of a WASI call.
+pub type RuntimeGuard = tokio::runtime::EnterGuard<'static>;
+
 /// The process-wide tokio runtime that wasmer-wasix's task manager needs.
 pub fn tokio_runtime() -> Result<&'static tokio::runtime::Runtime, WasiSetupError> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

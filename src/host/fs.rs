@@ -24,10 +24,25 @@ pub enum FsError {
     },
 }
 
+/// Why `fs.read` fails in the JS backend.
+#[cfg(not(feature = "sys"))]
+pub const FS_UNAVAILABLE: &str =
+    "files are not available in the JS backend: a wasm32 host in a JavaScript engine has no file system";
+
 /// Read a file the plugin may read. The policy opens the checked file; we read that
 /// handle, refusing files over `limits.fs_read_max` (checked before reading and again
 /// while reading, since the file may grow) and content that is not UTF-8.
+#[cfg_attr(not(feature = "sys"), allow(unreachable_code, unused_variables))]
 pub fn read(ctx: &PluginContext, path: &str) -> Result<String, FsError> {
+    // A wasm32 host in a JavaScript engine has no file system to read from.
+    #[cfg(not(feature = "sys"))]
+    {
+        log::warn!(
+            "[plugin:{}] fs.read({path}): {FS_UNAVAILABLE}",
+            ctx.plugin_id
+        );
+        return Err(FsError::Io(FS_UNAVAILABLE.to_string()));
+    }
     let (file, real) = ctx.policy.fs_open(path).map_err(|e| match e {
         // The policy has logged the denial with tark's text.
         FsOpenError::Denied(_) => FsError::Denied(path.to_string()),

@@ -24,19 +24,36 @@
 //!   `http_response_max` bounds that envelope as a whole ([`bounded_envelope`]), since
 //!   headers and JSON escaping add to the body. The canonical ABI gets the bounded body.
 
+#[cfg(feature = "sys")]
 use std::io::Read;
+#[cfg(feature = "sys")]
 use std::sync::Arc;
+#[cfg(feature = "sys")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "sys")]
 use attohttpc::header::{HeaderName, HeaderValue};
+#[cfg(feature = "sys")]
 use rustls::pki_types::CertificateDer;
+#[cfg(feature = "sys")]
 use rustls::ClientConfig;
+#[cfg(feature = "sys")]
 use url::Url;
 
+#[cfg(feature = "sys")]
 use super::net::{self, http1};
 use super::{HostConfig, HostError, PluginContext};
+#[cfg(feature = "sys")]
 use crate::limits::Limits;
+#[cfg(feature = "sys")]
 use crate::policy::Policy;
+
+/// The JS backend's client: requests go to the embedder's transport (`src/host/http_js.rs`).
+#[cfg(not(feature = "sys"))]
+#[path = "http_js.rs"]
+mod js_client;
+#[cfg(not(feature = "sys"))]
+pub use js_client::{HttpClient, HttpTransport, TransportRequest};
 
 /// Redirect hops followed before giving up (tark/reqwest: 10).
 pub const MAX_REDIRECTS: u32 = 10;
@@ -109,6 +126,7 @@ pub enum HttpError {
 
 /// Parse the configured extra CA certificates (each entry PEM, possibly several
 /// certificates). Shared with the WebSocket manager so both trust the same roots.
+#[cfg(feature = "sys")]
 pub(crate) fn parse_extra_cas(pems: &[Vec<u8>]) -> Result<Vec<CertificateDer<'static>>, HostError> {
     let mut out = Vec::new();
     for (i, pem) in pems.iter().enumerate() {
@@ -137,6 +155,7 @@ pub(crate) fn parse_extra_cas(pems: &[Vec<u8>]) -> Result<Vec<CertificateDer<'st
 }
 
 /// The shared HTTP client.
+#[cfg(feature = "sys")]
 pub struct HttpClient {
     /// Extra trusted roots (on top of the webpki roots, always trusted); `tls` holds
     /// them, this copy is what the unit tests inspect.
@@ -146,6 +165,7 @@ pub struct HttpClient {
     tls: Arc<ClientConfig>,
 }
 
+#[cfg(feature = "sys")]
 impl HttpClient {
     /// Build the client (TLS roots from the config; timeouts come per plugin from its limits).
     pub fn new(config: &HostConfig) -> Result<Self, HostError> {
@@ -324,6 +344,7 @@ pub fn bounded_envelope(ctx: &PluginContext, result: &Result<HttpResponse, HttpE
 }
 
 /// Read status, headers and the bounded body of a final response.
+#[cfg(feature = "sys")]
 fn read_response(
     ctx: &PluginContext,
     method: HttpMethod,
@@ -370,6 +391,7 @@ fn read_response(
 /// Validate the plugin's header pairs. Invalid names or values fail the request (as
 /// reqwest does at send time). `Content-Length` and `Transfer-Encoding` are dropped: the
 /// client frames the body itself, and a forged length would desynchronise the connection.
+#[cfg(feature = "sys")]
 fn convert_headers(
     headers: &[(String, String)],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, HttpError> {
@@ -391,6 +413,7 @@ fn convert_headers(
 
 /// The next URL when `status` is a followable redirect with a usable `Location`;
 /// None means "this is the final response" (as reqwest returns a 3xx without Location).
+#[cfg(feature = "sys")]
 fn redirect_target(
     status: u16,
     headers: &attohttpc::header::HeaderMap,
@@ -405,10 +428,12 @@ fn redirect_target(
 }
 
 /// Same scheme-independent origin (host and effective port): credentials may follow.
+#[cfg(feature = "sys")]
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
+#[cfg(feature = "sys")]
 fn is_sensitive_header(name: &HeaderName) -> bool {
     use attohttpc::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE};
     *name == AUTHORIZATION
@@ -417,6 +442,7 @@ fn is_sensitive_header(name: &HeaderName) -> bool {
         || *name == WWW_AUTHENTICATE
 }
 
+#[cfg(feature = "sys")]
 fn is_body_header(name: &HeaderName) -> bool {
     use attohttpc::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
     *name == CONTENT_TYPE
@@ -425,6 +451,7 @@ fn is_body_header(name: &HeaderName) -> bool {
         || *name == TRANSFER_ENCODING
 }
 
+#[cfg(feature = "sys")]
 fn is_timeout_kind(kind: std::io::ErrorKind) -> bool {
     matches!(
         kind,
@@ -432,6 +459,7 @@ fn is_timeout_kind(kind: std::io::ErrorKind) -> bool {
     )
 }
 
+#[cfg(feature = "sys")]
 fn classify_io(e: &std::io::Error, text: String) -> HttpError {
     if is_timeout_kind(e.kind()) {
         HttpError::Timeout(text)

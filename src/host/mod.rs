@@ -7,6 +7,7 @@ pub mod env;
 pub mod fs;
 pub mod http;
 pub mod log;
+#[cfg(feature = "sys")]
 mod net;
 pub mod storage;
 pub mod wire;

@@ -31,6 +31,9 @@
 //!   file), an error is logged naming both paths, and the store starts empty.
 //!   An empty (zero-length or blank) file counts as an empty map.
 
+// The JS backend keeps storage in memory: the file machinery below is native-only.
+#![cfg_attr(not(feature = "sys"), allow(dead_code, unused_imports))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -289,7 +292,7 @@ impl Store {
     /// Delete and persist. Deleting an absent key changes nothing (and writes nothing).
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         let mut st = self.lock_state();
-        if !self.dir.exists() {
+        if cfg!(feature = "sys") && !self.dir.exists() {
             // Nothing was ever stored here; do not create the directory for a no-op.
             st.set_empty();
             return Ok(());
@@ -334,10 +337,12 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "sys")]
     fn create_dir(&self) -> Result<(), StorageError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err(&self.dir, "create directory", e))
     }
 
+    #[cfg(feature = "sys")]
     /// The exclusive cross-process lock; released when the returned file is dropped.
     fn lock_file(&self) -> Result<File, StorageError> {
         let f = open_no_follow(&self.lock_path, true)
@@ -352,6 +357,7 @@ impl Store {
         u64::try_from(cap).unwrap_or(u64::MAX)
     }
 
+    #[cfg(feature = "sys")]
     /// Before a read: the snapshot as is when it was checked less than
     /// [`RECHECK_INTERVAL`] ago and no store of this process wrote since, else
     /// [`Store::refresh`].
@@ -362,6 +368,7 @@ impl Store {
         self.refresh(st, false)
     }
 
+    #[cfg(feature = "sys")]
     /// Bring the snapshot up to date with the file. `locked`: we hold the file lock.
     fn refresh(&self, st: &mut State, locked: bool) -> Result<(), StorageError> {
         // Read before the stat: a write committed after this is caught by the next read.
@@ -495,6 +502,7 @@ impl Store {
         ))
     }
 
+    #[cfg(feature = "sys")]
     /// Write the snapshot's map atomically; on success record the new file's stamp.
     fn persist(&self, st: &mut State) -> Result<(), StorageError> {
         let json =
@@ -551,6 +559,58 @@ impl Store {
     }
 }
 
+/// The JS backend's store: memory only (a wasm32 host has no file system), with the same
+/// value limit and quota; the embedder keeps it across runs with [`Store::snapshot`] and
+/// [`Store::restore`] (`JsHost.exportStorage` / `importStorage`).
+#[cfg(not(feature = "sys"))]
+impl Store {
+    fn create_dir(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn lock_file(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn refresh_for_read(&self, st: &mut State) -> Result<(), StorageError> {
+        self.refresh(st, false)
+    }
+
+    /// Memory is the only copy: nothing to reload.
+    fn refresh(&self, st: &mut State, _locked: bool) -> Result<(), StorageError> {
+        st.loaded = true;
+        Ok(())
+    }
+
+    /// Memory is the only copy: nothing to write.
+    fn persist(&self, st: &mut State) -> Result<(), StorageError> {
+        st.loaded = true;
+        Ok(())
+    }
+
+    /// Every key and value (for the embedder to keep).
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.lock_state().map.clone()
+    }
+
+    /// Replace the contents with `map` (what [`Store::snapshot`] gave earlier); refused
+    /// when it is over the quota.
+    pub fn restore(&self, map: BTreeMap<String, String>) -> Result<(), StorageError> {
+        let total = total_size(&map);
+        if total > self.total_max {
+            return Err(StorageError::Quota {
+                size: total,
+                limit: self.total_max,
+            });
+        }
+        let mut st = self.lock_state();
+        st.map = map;
+        st.total = total;
+        st.loaded = true;
+        Ok(())
+    }
+}
+
 /// Open a storage file without following a symlink in its last component: a
 /// `storage.json` or `.storage.lock` planted as a link to a file outside the data
 /// directory is refused (ELOOP), never read or created through (tests/redteam.rs,
@@ -596,7 +656,9 @@ impl StoreRegistry {
         plugin_id: &str,
         total_max: usize,
     ) -> Result<Arc<Store>, StorageError> {
-        let abs = if data_dir.is_absolute() {
+        // The JS backend's wasm32 host has no current directory (and `is_absolute` is
+        // false for every path there): its data directories are names only.
+        let abs = if data_dir.is_absolute() || !cfg!(feature = "sys") {
             data_dir.to_path_buf()
         } else {
             std::env::current_dir()

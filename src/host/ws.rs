@@ -23,38 +23,69 @@
 //!   at most [`CLOSE_WAIT`] for the peer's close reply (plus the write timeout if the peer
 //!   stopped reading), then drops the socket. Threads are detached but always exit.
 
+#[cfg(feature = "sys")]
 use std::collections::{HashMap, VecDeque};
+#[cfg(feature = "sys")]
 use std::net::TcpStream;
+#[cfg(feature = "sys")]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(feature = "sys")]
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+#[cfg(feature = "sys")]
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(feature = "sys")]
 use std::thread;
+#[cfg(feature = "sys")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "sys")]
 use rustls::ClientConfig;
+#[cfg(feature = "sys")]
 use tungstenite::client::IntoClientRequest;
+#[cfg(feature = "sys")]
 use tungstenite::handshake::HandshakeError;
+#[cfg(feature = "sys")]
 use tungstenite::http::{HeaderName, HeaderValue};
+#[cfg(feature = "sys")]
 use tungstenite::protocol::frame::CloseFrame;
+#[cfg(feature = "sys")]
 use tungstenite::protocol::WebSocketConfig;
+#[cfg(feature = "sys")]
 use tungstenite::stream::MaybeTlsStream;
+#[cfg(feature = "sys")]
 use tungstenite::{Connector, Message, WebSocket};
+#[cfg(feature = "sys")]
 use url::Url;
 
+#[cfg(feature = "sys")]
 use super::{HostConfig, HostError, OwnerId, PluginContext};
-use crate::policy::Policy;
 
+/// The JS backend's WebSocket manager: every connect is refused (`src/host/ws_js.rs`).
+#[cfg(not(feature = "sys"))]
+#[path = "ws_js.rs"]
+mod js_manager;
+#[cfg(feature = "sys")]
+use crate::policy::Policy;
+#[cfg(not(feature = "sys"))]
+pub use js_manager::WsManager;
+
+#[cfg(feature = "sys")]
 /// How often a connection thread wakes up to write queued frames and check for close.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+#[cfg(feature = "sys")]
 /// Longest a single socket write may block before the connection counts as dead.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+#[cfg(feature = "sys")]
 /// Longest a closing connection waits for the peer's close reply.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+#[cfg(feature = "sys")]
 /// Largest single inbound message tungstenite assembles (bounds memory per connection).
 pub const MAX_INBOUND_MESSAGE: usize = 16 * 1024 * 1024;
+#[cfg(feature = "sys")]
 /// Outbound frames queued per connection before `send` blocks (until the thread writes).
 const OUTBOX_MAX: usize = 64;
 
+#[cfg(feature = "sys")]
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// What `ws.recv` saw.
@@ -97,6 +128,7 @@ pub enum WsError {
     Connect(String),
 }
 
+#[cfg(feature = "sys")]
 /// One queued inbound message.
 enum Inbound {
     Text(String),
@@ -104,12 +136,14 @@ enum Inbound {
     Oversize,
 }
 
+#[cfg(feature = "sys")]
 #[derive(Default)]
 struct ConnState {
     queue: VecDeque<Inbound>,
     closed: Option<String>,
 }
 
+#[cfg(feature = "sys")]
 /// State shared by a connection's thread and the callers (never shared between connections).
 #[derive(Default)]
 struct Shared {
@@ -118,6 +152,7 @@ struct Shared {
     shutdown: AtomicBool,
 }
 
+#[cfg(feature = "sys")]
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -182,6 +217,7 @@ impl Shared {
     }
 }
 
+#[cfg(feature = "sys")]
 /// A table entry: the owner, the shared state, and the outbound queue. Dropping the last
 /// entry clone drops the sender, which the connection thread also treats as "close".
 struct Conn {
@@ -191,12 +227,14 @@ struct Conn {
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
+#[cfg(feature = "sys")]
 /// All WebSocket connections of the process.
 pub struct WsManager {
     tls: Arc<ClientConfig>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
 }
 
+#[cfg(feature = "sys")]
 /// A fresh, non-zero, process-unique handle.
 fn next_handle() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -208,11 +246,13 @@ fn next_handle() -> u64 {
     }
 }
 
+#[cfg(feature = "sys")]
 /// rustls client configuration trusting the webpki roots plus the configured extra CAs.
 fn tls_config(config: &HostConfig) -> Result<Arc<ClientConfig>, HostError> {
     super::net::tls_config(&super::http::parse_extra_cas(&config.extra_ca_pem)?)
 }
 
+#[cfg(feature = "sys")]
 impl WsManager {
     /// Build the manager (TLS roots from the config).
     pub fn new(config: &HostConfig) -> Result<Self, HostError> {
@@ -360,6 +400,7 @@ impl WsManager {
     }
 }
 
+#[cfg(feature = "sys")]
 impl Drop for WsManager {
     fn drop(&mut self) {
         let conns: Vec<Arc<Conn>> = self.table().drain().map(|(_, c)| c).collect();
@@ -370,11 +411,13 @@ impl Drop for WsManager {
     }
 }
 
+#[cfg(feature = "sys")]
 fn request_close(conn: &Conn) {
     conn.shared.shutdown.store(true, Ordering::Release);
     conn.shared.cond.notify_all();
 }
 
+#[cfg(feature = "sys")]
 /// Wait (bounded) until the connection threads have sent their queued frames and the
 /// close frame, so nothing a plugin sent is lost when its instance or the process ends.
 fn finish(conns: &[Arc<Conn>]) {
@@ -391,6 +434,7 @@ fn finish(conns: &[Arc<Conn>]) {
     }
 }
 
+#[cfg(feature = "sys")]
 /// tark's URL checks, with its error texts.
 fn validate_url(url: &str) -> Result<Url, WsError> {
     let parsed = Url::parse(url).map_err(|_| WsError::Invalid("Invalid websocket URL".into()))?;
@@ -403,12 +447,14 @@ fn validate_url(url: &str) -> Result<Url, WsError> {
     }
 }
 
+#[cfg(feature = "sys")]
 /// Shuts a socket down if the guarded operation outlives its deadline.
 struct Watchdog {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<thread::JoinHandle<bool>>,
 }
 
+#[cfg(feature = "sys")]
 impl Watchdog {
     fn start(stream: &TcpStream, timeout: Duration) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
@@ -440,6 +486,7 @@ impl Watchdog {
     }
 }
 
+#[cfg(feature = "sys")]
 /// Connect (egress rules: resolved and checked once, connected to the checked address),
 /// TLS and WebSocket handshake, all within `timeout`. TLS verifies and SNI carries the
 /// URL's host name; only the TCP destination comes from the check.
@@ -456,18 +503,21 @@ fn handshake(
     })
 }
 
+#[cfg(feature = "sys")]
 /// Why [`handshake`] failed: refused by the egress rules, or anything else (tark's texts).
 enum HandshakeFailure {
     Blocked(String),
     Other(String),
 }
 
+#[cfg(feature = "sys")]
 impl From<String> for HandshakeFailure {
     fn from(reason: String) -> Self {
         HandshakeFailure::Other(reason)
     }
 }
 
+#[cfg(feature = "sys")]
 fn handshake_inner(
     policy: &Policy,
     url: &Url,
@@ -540,6 +590,7 @@ fn handshake_inner(
     Ok(socket)
 }
 
+#[cfg(feature = "sys")]
 /// tark's reason text for a received close frame.
 fn close_reason(frame: Option<&CloseFrame>) -> String {
     match frame {
@@ -548,11 +599,13 @@ fn close_reason(frame: Option<&CloseFrame>) -> String {
     }
 }
 
+#[cfg(feature = "sys")]
 fn is_would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io)
         if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
 }
 
+#[cfg(feature = "sys")]
 /// tark's reason text for a read error.
 fn error_reason(e: &tungstenite::Error) -> String {
     use tungstenite::error::ProtocolError;
@@ -566,6 +619,7 @@ fn error_reason(e: &tungstenite::Error) -> String {
     }
 }
 
+#[cfg(feature = "sys")]
 /// The connection thread.
 struct Worker {
     socket: Socket,
@@ -577,6 +631,7 @@ struct Worker {
     handle: u64,
 }
 
+#[cfg(feature = "sys")]
 impl Worker {
     fn run(mut self) {
         let reason = self.pump();

@@ -14,6 +14,7 @@
 
 pub mod dispatch;
 pub mod functions;
+#[cfg(feature = "sys")]
 mod host;
 mod legacy_json;
 
@@ -38,6 +39,7 @@ use crate::registry::InstalledPlugin;
 pub use crate::types;
 pub use crate::types::*;
 pub use functions::{Convention, Function, LegacyExport, Need};
+#[cfg(feature = "sys")]
 pub use host::{HostOptions, PluginHost};
 
 /// A call that re-creates guest state after an instance is replaced.

@@ -545,6 +545,15 @@ fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
     std::os::windows::fs::symlink_dir(target, link)
 }
 
+/// No links (and no file system) in the JS backend's wasm32 host.
+#[cfg(not(any(unix, windows)))]
+fn symlink_dir(_target: &Path, _link: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "symbolic links are not available on this platform",
+    ))
+}
+
 /// Is this installed plugin directory a link made by [`PluginRegistry::link_dir`]? Its
 /// target when it is.
 pub fn link_target(dir: &Path) -> Option<PathBuf> {
