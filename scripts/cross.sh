@@ -153,9 +153,20 @@ if [[ ! -f $shim/neg-$qarch.o ]]; then
     printf 'double __negdf2(double a) { return -a; }\nfloat __negsf2(float a) { return -a; }\n' >"$shim/neg.c"
     "$gnu-gcc" -O2 -fPIC -c "$shim/neg.c" -o "$shim/neg-$qarch.o"
 fi
+# rustc takes the linker flavor from the file name: "...-ld.sh" makes it pass ld-style
+# options (--as-needed, -Bstatic, -z relro, ...), which the wrapper hands to gcc as -Wl,...
 cat >"$shim/$qarch-ld.sh.new" <<EOF
-#!/bin/sh
-exec $gnu-gcc "\$@" "$shim/neg-$qarch.o"
+#!/bin/bash
+args=()
+while [ \$# -gt 0 ]; do
+    case "\$1" in
+    -z) args+=("-Wl,-z,\$2"); shift 2; continue ;;
+    --* | -B*) args+=("-Wl,\$1") ;;
+    *) args+=("\$1") ;;
+    esac
+    shift
+done
+exec $gnu-gcc "\${args[@]}" "$shim/neg-$qarch.o"
 EOF
 chmod +x "$shim/$qarch-ld.sh.new"
 if cmp -s "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; then rm "$shim/$qarch-ld.sh.new"; else mv "$shim/$qarch-ld.sh.new" "$shim/$qarch-ld.sh"; fi
