@@ -5,7 +5,7 @@
 //
 // It does what a careful hand-written wasmtime host would: exports and the guest's
 // memory and `cabi_realloc` are looked up once per instance, host imports are the few
-// the bench modules use (`tark:plugin/storage.get`, `tark:plugin/log.*`,
+// the bench modules use (`tark:plugin/storage.get`, `.set`, `tark:plugin/log.*`,
 // `tark:plugin/conformance-host.echo-string[s]`, legacy `tark:storage.get` and
 // `tark:log.*`) and every other import (WASI included) is a trap. Guest memory is
 // bounds-checked and strings are UTF-8-checked, as the canonical ABI requires; nothing
@@ -166,6 +166,26 @@ pub fn linker(engine: &Engine, module: &Module) -> Res<Linker<HostState>> {
                 area[4..].copy_from_slice(&pair(p, v.len() as i32));
             }
             write(mem.data_mut(&mut caller), ret, &area)
+        },
+    )
+    .map_err(text)?;
+    // Canonical `storage.set: func(key: string, value: string) -> result<_, string>`:
+    // (key ptr, len, value ptr, len, retptr); always `ok` (the cross-engine check's hook).
+    l.func_wrap(
+        "tark:plugin/storage",
+        "set",
+        |mut caller: Caller<'_, HostState>,
+         kp: i32,
+         kl: i32,
+         vp: i32,
+         vl: i32,
+         ret: i32|
+         -> wasmtime::Result<()> {
+            let (mem, _) = parts(&caller)?;
+            let key = read_str(mem.data(&caller), kp, kl)?;
+            let value = read_str(mem.data(&caller), vp, vl)?;
+            caller.data_mut().storage.insert(key, value);
+            write(mem.data_mut(&mut caller), ret, &[0u8; 12])
         },
     )
     .map_err(text)?;
