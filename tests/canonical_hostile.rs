@@ -312,6 +312,40 @@ fn oob(ptr: u64, len: u64, size: u64) -> GuestMemoryError {
     GuestMemoryError::OutOfBounds { ptr, len, size }
 }
 
+/// `cabi_realloc` answered a null pointer for `size` bytes (alignment 1).
+fn realloc_null(size: u32) -> AbiError {
+    AbiError::Realloc {
+        align: 1,
+        size,
+        ptr: 0,
+        detail: "null pointer".into(),
+    }
+}
+
+/// `cabi_realloc` answered `ptr`, where `size` bytes (alignment 1) do not fit in one page.
+fn realloc_outside(ptr: u32, size: u32) -> AbiError {
+    AbiError::Realloc {
+        align: 1,
+        size,
+        ptr,
+        detail: oob(u64::from(ptr), u64::from(size), PAGE).to_string(),
+    }
+}
+
+/// [`REALLOC_MISALIGNED`]'s answer (1025) to a request for a list of strings' 8 bytes.
+fn realloc_misaligned() -> AbiError {
+    AbiError::Realloc {
+        align: 4,
+        size: 8,
+        ptr: 1025,
+        detail: GuestMemoryError::Misaligned {
+            ptr: 1025,
+            align: 4,
+        }
+        .to_string(),
+    }
+}
+
 fn import_trap(function: &str, import: &str, e: impl Into<AbiError>) -> CallError {
     CallError::Trap {
         function: function.to_string(),
@@ -868,22 +902,10 @@ fn small_guest_elements_cannot_multiply_host_memory() {
 
 #[test]
 fn misbehaving_realloc_fails_the_export_call_cleanly() {
-    let null = |size| AbiError::Realloc {
-        align: 1,
-        size,
-        ptr: 0,
-        detail: "null pointer".into(),
-    };
-    let outside = |ptr: u32, size: u32| AbiError::Realloc {
-        align: 1,
-        size,
-        ptr,
-        detail: oob(u64::from(ptr), u64::from(size), PAGE).to_string(),
-    };
     let cases: Vec<(String, AbiError)> = vec![
-        (realloc_returning(0), null(4)),
-        (realloc_returning(-16), outside(0xffff_fff0, 4)),
-        (realloc_returning(65534), outside(65534, 4)),
+        (realloc_returning(0), realloc_null(4)),
+        (realloc_returning(-16), realloc_outside(0xffff_fff0, 4)),
+        (realloc_returning(65534), realloc_outside(65534, 4)),
         (String::new(), AbiError::NoRealloc),
     ];
     for c in compilers() {
@@ -938,7 +960,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
         );
         let mut s = setup(c, Kind::Auth, &wat);
         let e = s.fails_per_call(|p| p.auth_poll(""));
-        assert_eq!(e, abi(POLL, outside(0xffff_fff0, 0)), "{c}");
+        assert_eq!(e, abi(POLL, realloc_outside(0xffff_fff0, 0)), "{c}");
         // Misaligned: a list<string> argument's element array needs alignment 4.
         let wat = module(
             "",
@@ -960,19 +982,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
         });
         assert_eq!(
             e,
-            abi(
-                "tark:plugin/conformance#echo-strings",
-                AbiError::Realloc {
-                    align: 4,
-                    size: 8,
-                    ptr: 1025,
-                    detail: GuestMemoryError::Misaligned {
-                        ptr: 1025,
-                        align: 4
-                    }
-                    .to_string()
-                }
-            ),
+            abi("tark:plugin/conformance#echo-strings", realloc_misaligned()),
             "{c}"
         );
     }
@@ -1011,24 +1021,8 @@ fn misbehaving_realloc_while_the_host_answers_an_import_traps_cleanly() {
         s.bad().context().storage_set("key", "value").expect("set");
         assert_eq!(s.bad().auth_display_name().expect("display"), "value");
         let cases: Vec<(String, AbiError)> = vec![
-            (
-                realloc_returning(0),
-                AbiError::Realloc {
-                    align: 1,
-                    size: 5,
-                    ptr: 0,
-                    detail: "null pointer".into(),
-                },
-            ),
-            (
-                realloc_returning(-16),
-                AbiError::Realloc {
-                    align: 1,
-                    size: 5,
-                    ptr: 0xffff_fff0,
-                    detail: oob(0xffff_fff0, 5, PAGE).to_string(),
-                },
-            ),
+            (realloc_returning(0), realloc_null(5)),
+            (realloc_returning(-16), realloc_outside(0xffff_fff0, 5)),
             (String::new(), AbiError::NoRealloc),
         ];
         for (realloc, expected) in cases {
@@ -1062,20 +1056,7 @@ fn misbehaving_realloc_while_the_host_answers_an_import_traps_cleanly() {
         let e = s.fails_per_call(|p| p.auth_get_token());
         assert_eq!(
             e,
-            import_trap(
-                GET_TOKEN,
-                "storage.list-keys",
-                AbiError::Realloc {
-                    align: 4,
-                    size: 8,
-                    ptr: 1025,
-                    detail: GuestMemoryError::Misaligned {
-                        ptr: 1025,
-                        align: 4
-                    }
-                    .to_string()
-                }
-            ),
+            import_trap(GET_TOKEN, "storage.list-keys", realloc_misaligned()),
             "{c}"
         );
     }
