@@ -7,6 +7,10 @@
 
 #[path = "engine/bounds.rs"]
 pub mod bounds;
+#[path = "engine/module.rs"]
+mod module;
+
+pub use module::{custom_section_names, is_component, CompiledModule};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,19 +42,6 @@ pub enum EngineError {
     },
 }
 
-/// A compiled module with its content hash.
-#[derive(Clone)]
-pub struct CompiledModule {
-    /// The module.
-    pub module: Module,
-    /// SHA-256 of the wasm bytes.
-    pub hash: [u8; 32],
-    /// Size of the wasm bytes.
-    pub wasm_size: usize,
-    /// Names of the module's custom sections (world detection reads them).
-    pub custom_sections: Vec<String>,
-}
-
 /// The JS engine, seen as a wasmer engine: stores and compiled modules.
 #[derive(Default)]
 pub struct WasmEngine {
@@ -70,23 +61,12 @@ impl WasmEngine {
 
     /// Compile `wasm` (or return the module compiled earlier from the same bytes).
     pub fn compile(&self, what: &str, wasm: &[u8]) -> Result<CompiledModule, EngineError> {
-        if wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm.get(6..8) == Some(&[1, 0]) {
+        if is_component(wasm) {
             return Err(EngineError::Component(what.to_string()));
         }
-        if let Err(e @ bounds::BoundsError::TooComplex { .. }) = bounds::check_module_bounds(wasm) {
-            return Err(EngineError::TooComplex {
-                what: what.to_string(),
-                message: e.to_string(),
-            });
-        }
+        module::check_bounds(what, wasm)?;
         let hash: [u8; 32] = Sha256::digest(wasm).into();
-        let custom_sections = wasmparser::Parser::new(0)
-            .parse_all(wasm)
-            .filter_map(|p| match p {
-                Ok(wasmparser::Payload::CustomSection(reader)) => Some(reader.name().to_string()),
-                _ => None,
-            })
-            .collect();
+        let custom_sections = custom_section_names(wasm);
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         let module = match modules.get(&hash) {
             Some(m) => m.clone(),

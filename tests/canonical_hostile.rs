@@ -88,6 +88,11 @@ fn post(iface: &str, func: &str) -> String {
     )
 }
 
+/// An export with its post-return function.
+fn export_post(iface: &str, func: &str, body: &str) -> String {
+    format!("{}\n{}", export(iface, func, body), post(iface, func))
+}
+
 /// An import of `tark:plugin/<iface>` `<func>` named `$<name>`, with the contract's signature.
 fn import(iface: &str, func: &str, name: &str) -> String {
     format!(
@@ -147,11 +152,7 @@ fn status_ok() -> String {
 }
 
 fn display_returning(ret: i32) -> String {
-    format!(
-        "{}\n{}",
-        export("auth-plugin", "display-name", &format!("(i32.const {ret})")),
-        post("auth-plugin", "display-name")
-    )
+    export_post("auth-plugin", "display-name", &format!("(i32.const {ret})"))
 }
 
 /// The healthy second plugin: display name "Good", authenticated.
@@ -311,6 +312,40 @@ fn oob(ptr: u64, len: u64, size: u64) -> GuestMemoryError {
     GuestMemoryError::OutOfBounds { ptr, len, size }
 }
 
+/// `cabi_realloc` answered a null pointer for `size` bytes (alignment 1).
+fn realloc_null(size: u32) -> AbiError {
+    AbiError::Realloc {
+        align: 1,
+        size,
+        ptr: 0,
+        detail: "null pointer".into(),
+    }
+}
+
+/// `cabi_realloc` answered `ptr`, where `size` bytes (alignment 1) do not fit in one page.
+fn realloc_outside(ptr: u32, size: u32) -> AbiError {
+    AbiError::Realloc {
+        align: 1,
+        size,
+        ptr,
+        detail: oob(u64::from(ptr), u64::from(size), PAGE).to_string(),
+    }
+}
+
+/// [`REALLOC_MISALIGNED`]'s answer (1025) to a request for a list of strings' 8 bytes.
+fn realloc_misaligned() -> AbiError {
+    AbiError::Realloc {
+        align: 4,
+        size: 8,
+        ptr: 1025,
+        detail: GuestMemoryError::Misaligned {
+            ptr: 1025,
+            align: 4,
+        }
+        .to_string(),
+    }
+}
+
 fn import_trap(function: &str, import: &str, e: impl Into<AbiError>) -> CallError {
     CallError::Trap {
         function: function.to_string(),
@@ -334,26 +369,23 @@ fn bad_retptr_passed_to_an_import_traps_and_discards_the_instance() {
             REALLOC_OK,
             &status_ok(),
             // Out of bounds: 0xfffffff0.
-            &export(
+            &export_post(
                 "auth-plugin",
                 "display-name",
                 "(call $get (i32.const 16) (i32.const 3) (i32.const -16)) (i32.const 64)",
             ),
-            &post("auth-plugin", "display-name"),
             // Misaligned: option<string> needs alignment 4.
-            &export(
+            &export_post(
                 "auth-plugin",
                 "get-token",
                 "(call $get (i32.const 16) (i32.const 3) (i32.const 258)) (i32.const 512)",
             ),
-            &post("auth-plugin", "get-token"),
             // The last 8 bytes of memory: the 12-byte answer does not fit.
-            &export(
+            &export_post(
                 "auth-plugin",
                 "logout",
                 "(call $get (i32.const 16) (i32.const 3) (i32.const 65528)) (i32.const 512)",
             ),
-            &post("auth-plugin", "logout"),
         ],
     );
     for c in compilers() {
@@ -477,10 +509,8 @@ fn invalid_discriminants_are_refused() {
                 &status_ok(),
                 r#"(data (i32.const 128) "\05")"#,
                 r#"(data (i32.const 144) "\04")"#,
-                &export("auth-plugin", "get-token", "(i32.const 128)"),
-                &post("auth-plugin", "get-token"),
-                &export("auth-plugin", "poll", "(i32.const 144)"),
-                &post("auth-plugin", "poll"),
+                &export_post("auth-plugin", "get-token", "(i32.const 128)"),
+                &export_post("auth-plugin", "poll", "(i32.const 144)"),
             ],
         );
         let mut s = setup(c, Kind::Auth, &wat);
@@ -511,8 +541,7 @@ fn invalid_discriminants_are_refused() {
                     pair(32, 7)
                 ),
                 &export("tool-plugin", "get-risk-level", "(i32.const 0)"),
-                &export("tool-plugin", "execute", "(i32.const 128)"),
-                &post("tool-plugin", "execute"),
+                &export_post("tool-plugin", "execute", "(i32.const 128)"),
             ],
         );
         let mut s = setup(c, Kind::Tool, &wat);
@@ -570,8 +599,7 @@ fn invalid_discriminants_are_refused() {
                     REALLOC_OK,
                     &format!("(data (i32.const 256) \"{data}\")"),
                     &export("conformance", "echo-color", "(local.get 0)"),
-                    &export("conformance", func, "(i32.const 256)"),
-                    &post("conformance", func),
+                    &export_post("conformance", func, "(i32.const 256)"),
                 ],
             );
             let mut s = setup(c, Kind::Conformance, &wat);
@@ -615,20 +643,14 @@ fn chars_that_are_not_unicode_scalars_are_refused() {
                     REALLOC_OK,
                     &format!("(data (i32.const 288) \"{}\")", le(bad)),
                     &export("conformance", "echo-color", "(local.get 0)"),
-                    &export("conformance", "echo-scalars", "(i32.const 256)"),
-                    &post("conformance", "echo-scalars"),
+                    &export_post("conformance", "echo-scalars", "(i32.const 256)"),
                     // Passing the bad char *to* the host, flat, through an import.
-                    &export(
-                        "conformance",
-                        "relay-scalars",
-                        &format!(
+                    &export_post("conformance", "relay-scalars", &format!(
                             "(call $host_scalars (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) \
                              (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 0) (i64.const 0) \
                              (i32.const {}) (i32.const 512)) (i32.const 512)",
                             bad as i32
-                        ),
-                    ),
-                    &post("conformance", "relay-scalars"),
+                        )),
                 ],
             );
             let mut s = setup(c, Kind::Conformance, &wat);
@@ -674,8 +696,7 @@ fn tools_module(pages: u32, ptr: u32, len: u32, extra: &str) -> String {
             &format!("(data (i32.const 128) \"{}\")", pair(ptr, len)),
             extra,
             &export("tool-plugin", "get-risk-level", "(i32.const 0)"),
-            &export("tool-plugin", "get-tools", "(i32.const 128)"),
-            &post("tool-plugin", "get-tools"),
+            &export_post("tool-plugin", "get-tools", "(i32.const 128)"),
         ],
     )
 }
@@ -718,8 +739,7 @@ fn list_lengths_past_memory_are_refused_without_allocating_them() {
                     REALLOC_OK,
                     &format!("(data (i32.const 256) \"{}\")", pair(1024, len)),
                     &export("conformance", "echo-color", "(local.get 0)"),
-                    &export("conformance", func, "(i32.const 256)"),
-                    &post("conformance", func),
+                    &export_post("conformance", func, "(i32.const 256)"),
                 ],
             );
             let mut s = setup(c, Kind::Conformance, &wat);
@@ -800,8 +820,7 @@ fn data_over_the_per_call_limit_is_refused_without_allocating_it() {
                 REALLOC_OK,
                 &format!("(data (i32.const 256) \"{}\")", pair(1024, len)),
                 &export("conformance", "echo-color", "(local.get 0)"),
-                &export("conformance", "echo-bytes", "(i32.const 256)"),
-                &post("conformance", "echo-bytes"),
+                &export_post("conformance", "echo-bytes", "(i32.const 256)"),
             ],
         );
         let mut s = setup(c, Kind::Conformance, &wat);
@@ -837,10 +856,8 @@ fn small_guest_elements_cannot_multiply_host_memory() {
             2,
             &[
                 &format!("(data (i32.const 128) \"{}\")", pair(65536, len)),
-                &export("hook-plugin", "name", "(i32.const 64)"),
-                &post("hook-plugin", "name"),
-                &export("hook-plugin", "subscriptions", "(i32.const 128)"),
-                &post("hook-plugin", "subscriptions"),
+                &export_post("hook-plugin", "name", "(i32.const 64)"),
+                &export_post("hook-plugin", "subscriptions", "(i32.const 128)"),
             ],
         )
     };
@@ -885,22 +902,10 @@ fn small_guest_elements_cannot_multiply_host_memory() {
 
 #[test]
 fn misbehaving_realloc_fails_the_export_call_cleanly() {
-    let null = |size| AbiError::Realloc {
-        align: 1,
-        size,
-        ptr: 0,
-        detail: "null pointer".into(),
-    };
-    let outside = |ptr: u32, size: u32| AbiError::Realloc {
-        align: 1,
-        size,
-        ptr,
-        detail: oob(u64::from(ptr), u64::from(size), PAGE).to_string(),
-    };
     let cases: Vec<(String, AbiError)> = vec![
-        (realloc_returning(0), null(4)),
-        (realloc_returning(-16), outside(0xffff_fff0, 4)),
-        (realloc_returning(65534), outside(65534, 4)),
+        (realloc_returning(0), realloc_null(4)),
+        (realloc_returning(-16), realloc_outside(0xffff_fff0, 4)),
+        (realloc_returning(65534), realloc_outside(65534, 4)),
         (String::new(), AbiError::NoRealloc),
     ];
     for c in compilers() {
@@ -912,8 +917,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
                     realloc,
                     &status_ok(),
                     r#"(data (i32.const 128) "\00")"#,
-                    &export("auth-plugin", "poll", "(i32.const 128)"),
-                    &post("auth-plugin", "poll"),
+                    &export_post("auth-plugin", "poll", "(i32.const 128)"),
                 ],
             );
             let mut s = setup(c, Kind::Auth, &wat);
@@ -927,8 +931,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
             &[
                 REALLOC_TRAP,
                 &status_ok(),
-                &export("auth-plugin", "poll", "(i32.const 128)"),
-                &post("auth-plugin", "poll"),
+                &export_post("auth-plugin", "poll", "(i32.const 128)"),
             ],
         );
         let mut s = setup(c, Kind::Auth, &wat);
@@ -952,13 +955,12 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
                 &realloc_returning(-16),
                 &status_ok(),
                 r#"(data (i32.const 128) "\00")"#,
-                &export("auth-plugin", "poll", "(i32.const 128)"),
-                &post("auth-plugin", "poll"),
+                &export_post("auth-plugin", "poll", "(i32.const 128)"),
             ],
         );
         let mut s = setup(c, Kind::Auth, &wat);
         let e = s.fails_per_call(|p| p.auth_poll(""));
-        assert_eq!(e, abi(POLL, outside(0xffff_fff0, 0)), "{c}");
+        assert_eq!(e, abi(POLL, realloc_outside(0xffff_fff0, 0)), "{c}");
         // Misaligned: a list<string> argument's element array needs alignment 4.
         let wat = module(
             "",
@@ -967,8 +969,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
                 REALLOC_MISALIGNED,
                 r#"(data (i32.const 256) "\00\00\00\00\00\00\00\00")"#,
                 &export("conformance", "echo-color", "(local.get 0)"),
-                &export("conformance", "echo-strings", "(i32.const 256)"),
-                &post("conformance", "echo-strings"),
+                &export_post("conformance", "echo-strings", "(i32.const 256)"),
             ],
         );
         let mut s = setup(c, Kind::Conformance, &wat);
@@ -981,19 +982,7 @@ fn misbehaving_realloc_fails_the_export_call_cleanly() {
         });
         assert_eq!(
             e,
-            abi(
-                "tark:plugin/conformance#echo-strings",
-                AbiError::Realloc {
-                    align: 4,
-                    size: 8,
-                    ptr: 1025,
-                    detail: GuestMemoryError::Misaligned {
-                        ptr: 1025,
-                        align: 4
-                    }
-                    .to_string()
-                }
-            ),
+            abi("tark:plugin/conformance#echo-strings", realloc_misaligned()),
             "{c}"
         );
     }
@@ -1013,18 +1002,16 @@ fn misbehaving_realloc_while_the_host_answers_an_import_traps_cleanly() {
                 realloc,
                 &status_ok(),
                 // display-name = storage.get("key"), answered at 512 (disc, ptr @516, len @520).
-                &export(
+                &export_post(
                     "auth-plugin",
                     "display-name",
                     "(call $get (i32.const 16) (i32.const 3) (i32.const 512)) (i32.const 516)",
                 ),
-                &post("auth-plugin", "display-name"),
-                &export(
+                &export_post(
                     "auth-plugin",
                     "get-token",
                     "(call $keys (i32.const 512)) (i32.const 128)",
                 ),
-                &post("auth-plugin", "get-token"),
             ],
         )
     };
@@ -1034,24 +1021,8 @@ fn misbehaving_realloc_while_the_host_answers_an_import_traps_cleanly() {
         s.bad().context().storage_set("key", "value").expect("set");
         assert_eq!(s.bad().auth_display_name().expect("display"), "value");
         let cases: Vec<(String, AbiError)> = vec![
-            (
-                realloc_returning(0),
-                AbiError::Realloc {
-                    align: 1,
-                    size: 5,
-                    ptr: 0,
-                    detail: "null pointer".into(),
-                },
-            ),
-            (
-                realloc_returning(-16),
-                AbiError::Realloc {
-                    align: 1,
-                    size: 5,
-                    ptr: 0xffff_fff0,
-                    detail: oob(0xffff_fff0, 5, PAGE).to_string(),
-                },
-            ),
+            (realloc_returning(0), realloc_null(5)),
+            (realloc_returning(-16), realloc_outside(0xffff_fff0, 5)),
             (String::new(), AbiError::NoRealloc),
         ];
         for (realloc, expected) in cases {
@@ -1085,20 +1056,7 @@ fn misbehaving_realloc_while_the_host_answers_an_import_traps_cleanly() {
         let e = s.fails_per_call(|p| p.auth_get_token());
         assert_eq!(
             e,
-            import_trap(
-                GET_TOKEN,
-                "storage.list-keys",
-                AbiError::Realloc {
-                    align: 4,
-                    size: 8,
-                    ptr: 1025,
-                    detail: GuestMemoryError::Misaligned {
-                        ptr: 1025,
-                        align: 4
-                    }
-                    .to_string()
-                }
-            ),
+            import_trap(GET_TOKEN, "storage.list-keys", realloc_misaligned()),
             "{c}"
         );
     }
@@ -1164,11 +1122,9 @@ fn missing_post_return_is_reported_and_a_trapping_one_discards_the_instance() {
                 &status_ok(),
                 &display_returning(64),
                 r#"(data (i32.const 128) "\00\00\00\00\20\00\00\00\07\00\00\00")"#,
-                &export("auth-plugin", "get-token", "(i32.const 128)"),
-                &post("auth-plugin", "get-token"),
+                &export_post("auth-plugin", "get-token", "(i32.const 128)"),
                 r#"(data (i32.const 144) "\01\00\00\00\20\00\00\00\07\00\00\00")"#,
-                &export("auth-plugin", "poll", "(i32.const 144)"),
-                &post("auth-plugin", "poll"),
+                &export_post("auth-plugin", "poll", "(i32.const 144)"),
                 REALLOC_OK,
             ],
         );
@@ -1330,43 +1286,38 @@ fn typed_imports_check_every_argument_and_return_pointer() {
             REALLOC_OK,
             &status_ok(),
             // storage.set("key", <invalid UTF-8>).
-            &export(
+            &export_post(
                 "auth-plugin",
                 "display-name",
                 "(call $set (i32.const 16) (i32.const 3) (i32.const 48) (i32.const 2) \
                  (i32.const 512)) (i32.const 64)",
             ),
-            &post("auth-plugin", "display-name"),
             // http.get("key", headers: one 16-byte pair at the last 8 bytes of memory).
-            &export(
+            &export_post(
                 "auth-plugin",
                 "get-token",
                 "(call $hget (i32.const 16) (i32.const 3) (i32.const 65528) (i32.const 1) \
                  (i32.const 512)) (i32.const 128)",
             ),
-            &post("auth-plugin", "get-token"),
             // ws.send(1, "Hostile") answered at a misaligned pointer.
-            &export(
+            &export_post(
                 "auth-plugin",
                 "logout",
                 "(call $wsend (i64.const 1) (i32.const 32) (i32.const 7) (i32.const 258)) \
                  (i32.const 512)",
             ),
-            &post("auth-plugin", "logout"),
             // env.get(<4 GiB name>).
-            &export(
+            &export_post(
                 "auth-plugin",
                 "poll",
                 "(call $eget (i32.const 32) (i32.const -1) (i32.const 512)) (i32.const 128)",
             ),
-            &post("auth-plugin", "poll"),
             // fs.read("key") (denied: an err string) answered past the end of memory.
-            &export(
+            &export_post(
                 "auth-plugin",
                 "start-device-flow",
                 "(call $fread (i32.const 16) (i32.const 3) (i32.const -16)) (i32.const 128)",
             ),
-            &post("auth-plugin", "start-device-flow"),
         ],
     );
     for c in compilers() {
@@ -1435,7 +1386,7 @@ fn typed_storage_imports_store_and_answer_through_guest_memory() {
         &[
             REALLOC_OK,
             &status_ok(),
-            &export(
+            &export_post(
                 "auth-plugin",
                 "display-name",
                 &format!(
@@ -1443,15 +1394,13 @@ fn typed_storage_imports_store_and_answer_through_guest_memory() {
                      (i32.const 512)) {check_ok}"
                 ),
             ),
-            &post("auth-plugin", "display-name"),
-            &export(
+            &export_post(
                 "auth-plugin",
                 "logout",
                 "(call $del (i32.const 16) (i32.const 3) (i32.const 512)) \
                  (if (result i32) (i32.eqz (i32.load8_u (i32.const 512))) \
                  (then (i32.const 768)) (else (i32.const 3)))",
             ),
-            &post("auth-plugin", "logout"),
             // logout's ok(()) answer.
             r#"(data (i32.const 768) "\00")"#,
         ],

@@ -36,6 +36,11 @@ use wasmer_types::LocalGlobalIndex;
 use crate::engine::metering::{EXPORT_LIMIT, EXPORT_USED, MAX_LIMIT};
 use crate::limits::{Limits, DEFAULT_CPU_TIME, WASM_PAGE_BYTES};
 
+mod breach;
+
+use breach::memory_breach;
+pub use breach::Breach;
+
 // ---------------------------------------------------------------------------------------
 // Memory: LimitingTunables
 // ---------------------------------------------------------------------------------------
@@ -621,20 +626,6 @@ pub struct InstanceLimits {
     time_limit: Option<Duration>,
 }
 
-/// Which limit stopped a failed call (the ABI layer turns it into its error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Breach {
-    /// The CPU budget (in seconds of guest execution) ran out.
-    Cpu(Duration),
-    /// The wall-clock deadline passed.
-    Time(Duration),
-    /// Linear memory is at its maximum (`max_bytes`).
-    Memory {
-        /// The effective maximum of the instance's memory, in bytes.
-        max_bytes: u64,
-    },
-}
-
 impl InstanceLimits {
     /// Instantiate `module` in `store` (whose tunables must be [`LimitingTunables`], see
     /// [`apply_memory_limit`]) under `limits`: the start function runs under the
@@ -728,13 +719,7 @@ impl InstanceLimits {
         }
         let memory = memory?;
         let max_bytes = u64::from(memory.ty(&*store).maximum?.0).saturating_mul(WASM_PAGE_BYTES);
-        let size = memory.view(&*store).data_size();
-        let at_limit = if needed == 0 {
-            size >= max_bytes
-        } else {
-            size.saturating_add(needed) > max_bytes
-        };
-        at_limit.then_some(Breach::Memory { max_bytes })
+        memory_breach(memory.view(&*store).data_size(), needed, max_bytes)
     }
 }
 

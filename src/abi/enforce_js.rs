@@ -9,28 +9,16 @@
 //! enforced; nothing pretends to enforce it (README "Platforms").
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use wasmer::{Imports, Instance, InstantiationError, Memory, Module, Store};
 
-use crate::limits::Limits;
+use crate::limits::{Limits, WASM_PAGE_BYTES};
 
-/// Bytes in a wasm page.
-const WASM_PAGE_BYTES: u64 = 65536;
+#[path = "enforce/breach.rs"]
+mod breach;
 
-/// Which limit stopped a failed call (the ABI layer turns it into its error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Breach {
-    /// The CPU budget ran out (never reported by the JS backend: no metering).
-    Cpu(Duration),
-    /// The wall-clock deadline passed (never reported by the JS backend: no watchdog).
-    Time(Duration),
-    /// Linear memory is at its maximum (`max_bytes`).
-    Memory {
-        /// The effective maximum of the instance's memory, in bytes.
-        max_bytes: u64,
-    },
-}
+use breach::memory_breach;
+pub use breach::Breach;
 
 /// Held for the duration of a call; in the JS backend it arms nothing.
 pub struct DeadlineGuard;
@@ -93,13 +81,10 @@ impl InstanceLimits {
         needed: u64,
     ) -> Option<Breach> {
         let memory = memory?;
-        let size = memory.view(&*store).data_size();
-        let max_bytes = self.memory_max_bytes;
-        let at_limit = if needed == 0 {
-            size >= max_bytes
-        } else {
-            size.saturating_add(needed) > max_bytes
-        };
-        at_limit.then_some(Breach::Memory { max_bytes })
+        memory_breach(
+            memory.view(&*store).data_size(),
+            needed,
+            self.memory_max_bytes,
+        )
     }
 }

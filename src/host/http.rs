@@ -24,29 +24,22 @@
 //!   `http_response_max` bounds that envelope as a whole ([`bounded_envelope`]), since
 //!   headers and JSON escaping add to the body. The canonical ABI gets the bounded body.
 
-#[cfg(feature = "sys")]
-use std::io::Read;
-#[cfg(feature = "sys")]
-use std::sync::Arc;
-#[cfg(feature = "sys")]
-use std::time::{Duration, Instant};
-
-#[cfg(feature = "sys")]
-use attohttpc::header::{HeaderName, HeaderValue};
-#[cfg(feature = "sys")]
-use rustls::pki_types::CertificateDer;
-#[cfg(feature = "sys")]
-use rustls::ClientConfig;
-#[cfg(feature = "sys")]
 use url::Url;
 
-#[cfg(feature = "sys")]
-use super::net::{self, http1};
 use super::{HostConfig, HostError, PluginContext};
+// What only the native client uses.
 #[cfg(feature = "sys")]
-use crate::limits::Limits;
-#[cfg(feature = "sys")]
-use crate::policy::Policy;
+use {
+    super::net::{self, http1},
+    crate::limits::Limits,
+    crate::policy::Policy,
+    attohttpc::header::{HeaderName, HeaderValue},
+    rustls::pki_types::CertificateDer,
+    rustls::ClientConfig,
+    std::io::Read,
+    std::sync::Arc,
+    std::time::{Duration, Instant},
+};
 
 /// The JS backend's client: requests go to the embedder's transport (`src/host/http_js.rs`).
 #[cfg(not(feature = "sys"))]
@@ -187,19 +180,7 @@ impl HttpClient {
         headers: &[(String, String)],
         body: Option<&str>,
     ) -> Result<HttpResponse, HttpError> {
-        let mut current = match ctx.policy.check_http(url) {
-            Ok(u) => u,
-            Err(_) => {
-                log::warn!(
-                    "[plugin:{}] HTTP {} blocked - domain not in allowed list: {url}",
-                    ctx.plugin_id,
-                    method.upper()
-                );
-                return Err(HttpError::Denied(url.to_string()));
-            }
-        };
-        log::debug!("[plugin:{}] http.{}({url})", ctx.plugin_id, method.lower());
-
+        let mut current = allowed_url(ctx, method, url)?;
         let mut headers = convert_headers(headers)?;
         let limits = &ctx.limits;
         let deadline = Instant::now().checked_add(limits.http_timeout);
@@ -232,24 +213,7 @@ impl HttpClient {
                 return read_response(ctx, method, resp, limits.http_response_max);
             };
             drop(resp);
-            hops = hops.saturating_add(1);
-            if hops > MAX_REDIRECTS {
-                return Err(HttpError::Transport(format!(
-                    "error following redirect for url ({current}): too many redirects"
-                )));
-            }
-            if ctx.policy.check_http(next.as_str()).is_err() {
-                let host = next
-                    .host_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| next.to_string());
-                log::warn!(
-                    "[plugin:{}] HTTP {} redirect blocked - host not in allowed list: {next} (from {current})",
-                    ctx.plugin_id,
-                    method.upper()
-                );
-                return Err(HttpError::RedirectDenied(host));
-            }
+            allowed_hop(ctx, method.upper(), &mut hops, &current, &next)?;
             log::debug!(
                 "[plugin:{}] http redirect {status}: {current} -> {next}",
                 ctx.plugin_id
@@ -257,10 +221,10 @@ impl HttpClient {
             if matches!(status, 301..=303) && method == HttpMethod::Post {
                 method = HttpMethod::Get;
                 body = None;
-                headers.retain(|(n, _)| !is_body_header(n));
+                headers.retain(|(n, _)| !is_body_header(n.as_str()));
             }
             if !same_origin(&current, &next) {
-                headers.retain(|(n, _)| !is_sensitive_header(n));
+                headers.retain(|(n, _)| !is_sensitive_header(n.as_str()));
             }
             current = next;
         }
@@ -419,7 +383,7 @@ fn redirect_target(
     headers: &attohttpc::header::HeaderMap,
     current: &Url,
 ) -> Option<Url> {
-    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+    if !is_redirect(status) {
         return None;
     }
     let location = headers.get(attohttpc::header::LOCATION)?;
@@ -427,28 +391,82 @@ fn redirect_target(
     current.join(location.trim()).ok()
 }
 
+/// The plugin's request URL when its allowlist allows it (a refusal is logged).
+/// Both backends' clients start here.
+fn allowed_url(ctx: &PluginContext, method: HttpMethod, url: &str) -> Result<Url, HttpError> {
+    let Ok(current) = ctx.policy.check_http(url) else {
+        log::warn!(
+            "[plugin:{}] HTTP {} blocked - domain not in allowed list: {url}",
+            ctx.plugin_id,
+            method.upper()
+        );
+        return Err(HttpError::Denied(url.to_string()));
+    };
+    log::debug!("[plugin:{}] http.{}({url})", ctx.plugin_id, method.lower());
+    Ok(current)
+}
+
+/// Count one more redirect hop (`current` to `next`, to be requested with `method`):
+/// refused past [`MAX_REDIRECTS`] hops, or (logged) when the allowlist does not allow
+/// `next`.
+fn allowed_hop(
+    ctx: &PluginContext,
+    method: &str,
+    hops: &mut u32,
+    current: &Url,
+    next: &Url,
+) -> Result<(), HttpError> {
+    *hops = hops.saturating_add(1);
+    if *hops > MAX_REDIRECTS {
+        return Err(HttpError::Transport(format!(
+            "error following redirect for url ({current}): too many redirects"
+        )));
+    }
+    if ctx.policy.check_http(next.as_str()).is_err() {
+        let host = next
+            .host_str()
+            .map_or_else(|| next.to_string(), str::to_string);
+        log::warn!(
+            "[plugin:{}] HTTP {method} redirect blocked - host not in allowed list: {next} (from {current})",
+            ctx.plugin_id
+        );
+        return Err(HttpError::RedirectDenied(host));
+    }
+    Ok(())
+}
+
+/// A redirect status the host follows (when it has a usable `Location`).
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
 /// Same scheme-independent origin (host and effective port): credentials may follow.
-#[cfg(feature = "sys")]
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
 
-#[cfg(feature = "sys")]
-fn is_sensitive_header(name: &HeaderName) -> bool {
-    use attohttpc::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE};
-    *name == AUTHORIZATION
-        || *name == COOKIE
-        || *name == PROXY_AUTHORIZATION
-        || *name == WWW_AUTHENTICATE
+/// A credential header, dropped on a cross-origin hop.
+fn is_sensitive_header(name: &str) -> bool {
+    [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "www-authenticate",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-#[cfg(feature = "sys")]
-fn is_body_header(name: &HeaderName) -> bool {
-    use attohttpc::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-    *name == CONTENT_TYPE
-        || *name == CONTENT_LENGTH
-        || *name == CONTENT_ENCODING
-        || *name == TRANSFER_ENCODING
+/// A header describing the body, dropped when a redirect turns a POST into a GET.
+fn is_body_header(name: &str) -> bool {
+    [
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 #[cfg(feature = "sys")]
@@ -540,11 +558,13 @@ mod tests {
         assert!(same_origin(&url("http://a/x"), &url("http://a:80/y")));
         assert!(!same_origin(&url("http://a/x"), &url("http://a:81/y")));
         assert!(!same_origin(&url("http://a/x"), &url("http://b/x")));
-        assert!(is_sensitive_header(&HeaderName::from_static(
-            "authorization"
-        )));
-        assert!(!is_sensitive_header(&HeaderName::from_static("x-api-key")));
-        assert!(is_body_header(&HeaderName::from_static("content-type")));
+        assert!(is_sensitive_header("authorization"));
+        assert!(is_sensitive_header(
+            HeaderName::from_static("cookie").as_str()
+        ));
+        assert!(!is_sensitive_header("x-api-key"));
+        assert!(is_body_header("Content-Type"));
+        assert!(!is_body_header("accept"));
     }
 
     #[test]

@@ -10,10 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use url::Url;
-
 use super::{
-    HostConfig, HostError, HttpError, HttpMethod, HttpResponse, PluginContext, MAX_REDIRECTS,
+    allowed_hop, allowed_url, is_body_header, is_redirect, is_sensitive_header, same_origin,
+    HostConfig, HostError, HttpError, HttpMethod, HttpResponse, PluginContext,
 };
 
 /// One request as the transport receives it (one hop: no redirect following).
@@ -53,8 +52,9 @@ impl HttpClient {
         *self.transport.lock().unwrap_or_else(|p| p.into_inner()) = transport;
     }
 
-    /// Perform one request for a plugin: allowlist, every redirect hop re-checked,
-    /// body bounded by `ctx.limits.http_response_max`. Any status is a response.
+    /// Perform one request for a plugin through the embedder's transport, one hop at a
+    /// time: allowlist and redirect rules as native, body bounded by
+    /// `ctx.limits.http_response_max`. Any status is a response.
     pub fn request(
         &self,
         ctx: &PluginContext,
@@ -63,18 +63,7 @@ impl HttpClient {
         headers: &[(String, String)],
         body: Option<&str>,
     ) -> Result<HttpResponse, HttpError> {
-        let name = method.upper();
-        let mut current = match ctx.policy.check_http(url) {
-            Ok(u) => u,
-            Err(_) => {
-                log::warn!(
-                    "[plugin:{}] HTTP {name} blocked - domain not in allowed list: {url}",
-                    ctx.plugin_id
-                );
-                return Err(HttpError::Denied(url.to_string()));
-            }
-        };
-        log::debug!("[plugin:{}] http.{}({url})", ctx.plugin_id, method.lower());
+        let mut current = allowed_url(ctx, method, url)?;
         let transport = self
             .transport
             .lock()
@@ -89,7 +78,7 @@ impl HttpClient {
             })?;
         let max = ctx.limits.http_response_max;
         let mut request = TransportRequest {
-            method: name,
+            method: method.upper(),
             url: current.to_string(),
             headers: headers.to_vec(),
             body: body.map(str::to_string),
@@ -104,7 +93,7 @@ impl HttpClient {
                 .find(|(n, _)| n.eq_ignore_ascii_case("location"))
                 .and_then(|(_, v)| current.join(v.trim()).ok());
             let next = match location {
-                Some(next) if matches!(resp.status, 301 | 302 | 303 | 307 | 308) => next,
+                Some(next) if is_redirect(resp.status) => next,
                 _ => {
                     if resp.body.len() > max {
                         return Err(HttpError::TooLarge {
@@ -115,23 +104,7 @@ impl HttpClient {
                     return Ok(resp);
                 }
             };
-            hops = hops.saturating_add(1);
-            if hops > MAX_REDIRECTS {
-                return Err(HttpError::Transport(format!(
-                    "error following redirect for url ({current}): too many redirects"
-                )));
-            }
-            if ctx.policy.check_http(next.as_str()).is_err() {
-                let host = next
-                    .host_str()
-                    .map_or_else(|| next.to_string(), str::to_string);
-                log::warn!(
-                    "[plugin:{}] HTTP {} redirect blocked - host not in allowed list: {next} (from {current})",
-                    ctx.plugin_id,
-                    request.method
-                );
-                return Err(HttpError::RedirectDenied(host));
-            }
+            allowed_hop(ctx, request.method, &mut hops, &current, &next)?;
             if matches!(resp.status, 301..=303) && request.method == "POST" {
                 request.method = "GET";
                 request.body = None;
@@ -144,31 +117,4 @@ impl HttpClient {
             current = next;
         }
     }
-}
-
-/// Same host and effective port: credentials may follow (the native rule).
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn is_sensitive_header(name: &str) -> bool {
-    [
-        "authorization",
-        "cookie",
-        "proxy-authorization",
-        "www-authenticate",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
-fn is_body_header(name: &str) -> bool {
-    [
-        "content-encoding",
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
 }

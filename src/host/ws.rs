@@ -23,49 +23,33 @@
 //!   at most [`CLOSE_WAIT`] for the peer's close reply (plus the write timeout if the peer
 //!   stopped reading), then drops the socket. Threads are detached but always exit.
 
+// What only the native manager uses.
 #[cfg(feature = "sys")]
-use std::collections::{HashMap, VecDeque};
-#[cfg(feature = "sys")]
-use std::net::TcpStream;
-#[cfg(feature = "sys")]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-#[cfg(feature = "sys")]
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-#[cfg(feature = "sys")]
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-#[cfg(feature = "sys")]
-use std::thread;
-#[cfg(feature = "sys")]
-use std::time::{Duration, Instant};
-
-#[cfg(feature = "sys")]
-use rustls::ClientConfig;
-#[cfg(feature = "sys")]
-use tungstenite::client::IntoClientRequest;
-#[cfg(feature = "sys")]
-use tungstenite::handshake::HandshakeError;
-#[cfg(feature = "sys")]
-use tungstenite::http::{HeaderName, HeaderValue};
-#[cfg(feature = "sys")]
-use tungstenite::protocol::frame::CloseFrame;
-#[cfg(feature = "sys")]
-use tungstenite::protocol::WebSocketConfig;
-#[cfg(feature = "sys")]
-use tungstenite::stream::MaybeTlsStream;
-#[cfg(feature = "sys")]
-use tungstenite::{Connector, Message, WebSocket};
-#[cfg(feature = "sys")]
-use url::Url;
-
-#[cfg(feature = "sys")]
-use super::{HostConfig, HostError, OwnerId, PluginContext};
+use {
+    super::{HostConfig, HostError, OwnerId, PluginContext},
+    crate::policy::Policy,
+    rustls::ClientConfig,
+    std::collections::{HashMap, VecDeque},
+    std::net::TcpStream,
+    std::sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError},
+    std::sync::{Arc, Condvar, Mutex, MutexGuard},
+    std::thread,
+    std::time::{Duration, Instant},
+    tungstenite::client::IntoClientRequest,
+    tungstenite::handshake::HandshakeError,
+    tungstenite::http::{HeaderName, HeaderValue},
+    tungstenite::protocol::frame::CloseFrame,
+    tungstenite::protocol::WebSocketConfig,
+    tungstenite::stream::MaybeTlsStream,
+    tungstenite::{Connector, Message, WebSocket},
+    url::Url,
+};
 
 /// The JS backend's WebSocket manager: every connect is refused (`src/host/ws_js.rs`).
 #[cfg(not(feature = "sys"))]
 #[path = "ws_js.rs"]
 mod js_manager;
-#[cfg(feature = "sys")]
-use crate::policy::Policy;
 #[cfg(not(feature = "sys"))]
 pub use js_manager::WsManager;
 

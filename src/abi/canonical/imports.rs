@@ -94,18 +94,9 @@ pub fn canonical_imports(
         let sig = sig.clone();
         let iface = iface.to_string();
         let f = Function::new_with_env(store, env, ty, move |mut env, args| {
-            match catch_unwind(AssertUnwindSafe(|| handle(&mut env, &iface, &sig, args))) {
-                Ok(r) => r,
-                Err(payload) => {
-                    let msg = panic_message(payload.as_ref());
-                    log::error!(
-                        "[plugin:{}] host function {iface}.{} panicked: {msg}",
-                        env.data().ctx.plugin_id,
-                        sig.name
-                    );
-                    Err(trap(&iface, &sig.name, format!("host panic: {msg}")))
-                }
-            }
+            guarded(&mut env, &iface, &sig.name, |env| {
+                handle(env, &iface, &sig, args)
+            })
         });
         imports.define(import.module(), import.name(), f);
     }
@@ -265,6 +256,53 @@ fn answer_at<A, T: Lower>(
     })
 }
 
+/// [`answer_at`] for an import whose only guest-memory argument is the string
+/// `(ptr, len)`.
+fn answer_str<T: Lower>(
+    env: &mut Env<'_>,
+    iface: &'static str,
+    func: &'static str,
+    (ptr, len): (i32, i32),
+    ret: i32,
+    serve: impl FnOnce(&PluginContext, OwnerId, String) -> T,
+) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| r.read_string(ptr as u32, len as u32);
+    answer_at(env, iface, func, ret, args, serve)
+}
+
+/// [`answer_at`] for an import whose guest-memory arguments are two strings.
+fn answer_strs<T: Lower>(
+    env: &mut Env<'_>,
+    iface: &'static str,
+    func: &'static str,
+    (ap, al): (i32, i32),
+    (bp, bl): (i32, i32),
+    ret: i32,
+    serve: impl FnOnce(&PluginContext, OwnerId, (String, String)) -> T,
+) -> Result<(), RuntimeError> {
+    let args = |r: &mut Reader<'_>| {
+        Ok((
+            r.read_string(ap as u32, al as u32)?,
+            r.read_string(bp as u32, bl as u32)?,
+        ))
+    };
+    answer_at(env, iface, func, ret, args, serve)
+}
+
+/// [`answer_at`] for an import that reads nothing from guest memory.
+fn answer_plain<T: Lower>(
+    env: &mut Env<'_>,
+    iface: &'static str,
+    func: &'static str,
+    ret: i32,
+    serve: impl FnOnce(&PluginContext, OwnerId) -> T,
+) -> Result<(), RuntimeError> {
+    let args = |_: &mut Reader<'_>| Ok(());
+    answer_at(env, iface, func, ret, args, |ctx, owner, ()| {
+        serve(ctx, owner)
+    })
+}
+
 fn log_typed(
     env: &mut Env<'_>,
     level: log::Level,
@@ -301,8 +339,7 @@ fn log_error(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), RuntimeError> {
 
 /// `storage.get(key) -> option<string>`.
 fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| r.read_string(kp as u32, kl as u32);
-    answer_at(&mut env, "storage", "get", ret, args, |ctx, _, key| {
+    answer_str(&mut env, "storage", "get", (kp, kl), ret, |ctx, _, key| {
         serve_storage_get(ctx, &key)
     })
 }
@@ -316,29 +353,33 @@ fn storage_set(
     vl: i32,
     ret: i32,
 ) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| {
-        Ok((
-            r.read_string(kp as u32, kl as u32)?,
-            r.read_string(vp as u32, vl as u32)?,
-        ))
-    };
-    answer_at(&mut env, "storage", "set", ret, args, |ctx, _, (k, v)| {
-        serve_storage_set(ctx, &k, &v)
-    })
+    let (key, value) = ((kp, kl), (vp, vl));
+    answer_strs(
+        &mut env,
+        "storage",
+        "set",
+        key,
+        value,
+        ret,
+        |ctx, _, (k, v)| serve_storage_set(ctx, &k, &v),
+    )
 }
 
 /// `storage.delete(key) -> result<_, string>`.
 fn storage_delete(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| r.read_string(kp as u32, kl as u32);
-    answer_at(&mut env, "storage", "delete", ret, args, |ctx, _, key| {
-        serve_storage_delete(ctx, &key)
-    })
+    answer_str(
+        &mut env,
+        "storage",
+        "delete",
+        (kp, kl),
+        ret,
+        |ctx, _, key| serve_storage_delete(ctx, &key),
+    )
 }
 
 /// `storage.list-keys() -> list<string>`.
 fn storage_list_keys(mut env: Env<'_>, ret: i32) -> Result<(), RuntimeError> {
-    let args = |_: &mut Reader<'_>| Ok(());
-    answer_at(&mut env, "storage", "list-keys", ret, args, |ctx, _, ()| {
+    answer_plain(&mut env, "storage", "list-keys", ret, |ctx, _| {
         serve_storage_list_keys(ctx)
     })
 }
@@ -377,11 +418,11 @@ fn http_post(
     ret: i32,
 ) -> Result<(), RuntimeError> {
     let args = |r: &mut Reader<'_>| {
-        Ok((
+        let (url, body) = (
             r.read_string(up as u32, ul as u32)?,
             r.read_string(bp as u32, bl as u32)?,
-            read_pairs(r, hp, hl)?,
-        ))
+        );
+        Ok((url, body, read_pairs(r, hp, hl)?))
     };
     answer_at(
         &mut env,
@@ -404,26 +445,21 @@ fn ws_connect(
     hl: i32,
     ret: i32,
 ) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| {
-        Ok((
-            r.read_string(up as u32, ul as u32)?,
-            r.read_string(hp as u32, hl as u32)?,
-        ))
-    };
-    answer_at(
+    let (url, headers) = ((up, ul), (hp, hl));
+    answer_strs(
         &mut env,
         "ws",
         "connect",
+        url,
+        headers,
         ret,
-        args,
-        |ctx, owner, (url, h)| serve_ws_connect(ctx, owner, &url, &h),
+        |ctx, owner, (u, h)| serve_ws_connect(ctx, owner, &u, &h),
     )
 }
 
 /// `ws.send(handle, data) -> string`.
 fn ws_send(mut env: Env<'_>, handle: i64, dp: i32, dl: i32, ret: i32) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| r.read_string(dp as u32, dl as u32);
-    answer_at(&mut env, "ws", "send", ret, args, |ctx, owner, data| {
+    answer_str(&mut env, "ws", "send", (dp, dl), ret, |ctx, owner, data| {
         serve_ws_send(ctx, owner, handle, &data)
     })
 }
@@ -436,32 +472,28 @@ fn ws_recv(
     max_bytes: i64,
     ret: i32,
 ) -> Result<(), RuntimeError> {
-    let args = |_: &mut Reader<'_>| Ok(());
-    answer_at(&mut env, "ws", "recv", ret, args, |ctx, owner, ()| {
+    answer_plain(&mut env, "ws", "recv", ret, |ctx, owner| {
         serve_ws_recv(ctx, owner, handle, timeout_ms, max_bytes)
     })
 }
 
 /// `ws.close(handle) -> string`.
 fn ws_close(mut env: Env<'_>, handle: i64, ret: i32) -> Result<(), RuntimeError> {
-    let args = |_: &mut Reader<'_>| Ok(());
-    answer_at(&mut env, "ws", "close", ret, args, |ctx, owner, ()| {
+    answer_plain(&mut env, "ws", "close", ret, |ctx, owner| {
         serve_ws_close(ctx, owner, handle)
     })
 }
 
 /// `env.get(name) -> option<string>`.
 fn env_get(mut env: Env<'_>, np: i32, nl: i32, ret: i32) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| r.read_string(np as u32, nl as u32);
-    answer_at(&mut env, "env", "get", ret, args, |ctx, _, name| {
+    answer_str(&mut env, "env", "get", (np, nl), ret, |ctx, _, name| {
         serve_env_get(ctx, &name)
     })
 }
 
 /// `fs.read(path) -> result<string, string>`.
 fn fs_read(mut env: Env<'_>, pp: i32, pl: i32, ret: i32) -> Result<(), RuntimeError> {
-    let args = |r: &mut Reader<'_>| r.read_string(pp as u32, pl as u32);
-    answer_at(&mut env, "fs", "read", ret, args, |ctx, _, path| {
+    answer_str(&mut env, "fs", "read", (pp, pl), ret, |ctx, _, path| {
         serve_fs_read(ctx, &path)
     })
 }

@@ -618,8 +618,17 @@ pub trait Lift: ComponentType + Sized {
 
 // ----- primitives -----
 
-macro_rules! scalar {
-    ($t:ty, $wit:ident, $size:literal, $push:ident, $get:ident) => {
+/// One WIT scalar type: its flat form (`lower`, `lift`), its bytes in memory (`store`,
+/// `load`) and, for `u8`, list overrides (`lists { lower items } { lift items }`).
+macro_rules! scalar_impl {
+    (
+        $t:ty, $wit:ident, $size:literal;
+        lower($v:ident) => $push:ident($flat:expr);
+        store($sv:ident) => $bytes:expr;
+        lift($x:ident: $get:ident) => $lifted:expr;
+        load($buf:ident, $off:ident) => $loaded:expr;
+        $(lists { $($lower_list:item)* } { $($lift_list:item)* })?
+    ) => {
         impl ComponentType for $t {
             const LAYOUT: Layout = Layout::scalar($size);
             type Static = $t;
@@ -636,7 +645,8 @@ macro_rules! scalar {
                 _: &mut Writer<'_, S>,
                 out: &mut FlatOut,
             ) -> Result<(), AbiError> {
-                out.$push(*self as _)
+                let $v = *self;
+                out.$push($flat)
             }
             fn store<S: AsStoreMut>(
                 &self,
@@ -644,16 +654,33 @@ macro_rules! scalar {
                 buf: &mut [u8],
                 off: usize,
             ) -> Result<(), AbiError> {
-                put(buf, off, self.to_le_bytes())
+                let $sv = *self;
+                put(buf, off, $bytes)
             }
+            $($($lower_list)*)?
         }
         impl Lift for $t {
             fn lift(_: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-                Ok(src.$get()? as $t)
+                let $x = src.$get()?;
+                $lifted
             }
-            fn load(_: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-                Ok(<$t>::from_le_bytes(bytes(buf, off)?))
+            fn load(_: &mut Reader<'_>, $buf: &[u8], $off: usize) -> Result<Self, AbiError> {
+                $loaded
             }
+            $($($lift_list)*)?
+        }
+    };
+}
+
+/// A number: flat as its (widened) core value, little-endian in memory.
+macro_rules! scalar {
+    ($t:ty, $wit:ident, $size:literal, $push:ident, $get:ident) => {
+        scalar_impl! {
+            $t, $wit, $size;
+            lower(v) => $push(v as _);
+            store(v) => v.to_le_bytes();
+            lift(x: $get) => Ok(x as $t);
+            load(buf, off) => Ok(<$t>::from_le_bytes(bytes(buf, off)?));
         }
     };
 }
@@ -668,141 +695,82 @@ scalar!(i64, S64, 8, push_i64, i64);
 scalar!(f32, F32, 4, push_f32, f32);
 scalar!(f64, F64, 8, push_f64, f64);
 
-impl ComponentType for u8 {
-    const LAYOUT: Layout = Layout::scalar(1);
-    type Static = u8;
-    fn typecheck(ty: &Ty) -> Result<(), TypeCheckError> {
-        match ty {
-            Ty::U8 => Ok(()),
-            other => Err(mismatch::<Self>(other)),
+scalar_impl! {
+    u8, U8, 1;
+    lower(v) => push_i32(i32::from(v));
+    store(v) => [v];
+    lift(x: i32) => Ok(x as u8);
+    load(buf, off) => byte(buf, off);
+    lists {
+        /// Bytes go into the guest in one copy.
+        fn store_list<S: AsStoreMut>(
+            items: &[Self],
+            cx: &mut Writer<'_, S>,
+        ) -> Result<(u32, u32), AbiError> {
+            cx.alloc_bytes(items, 1)
+        }
+    } {
+        /// Bytes come out in one copy (counted once: the copy is the list).
+        fn load_list(cx: &mut Reader<'_>, ptr: u32, len: u32) -> Result<Vec<Self>, AbiError> {
+            cx.read_array(ptr, len, 1, 1)
         }
     }
 }
 
-impl Lower for u8 {
-    fn lower<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        out.push_i32(i32::from(*self))
-    }
-    fn store<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        put(buf, off, [*self])
-    }
-    /// Bytes go into the guest in one copy.
-    fn store_list<S: AsStoreMut>(
-        items: &[Self],
-        cx: &mut Writer<'_, S>,
-    ) -> Result<(u32, u32), AbiError> {
-        cx.alloc_bytes(items, 1)
-    }
+scalar_impl! {
+    bool, Bool, 1;
+    lower(v) => push_i32(i32::from(v));
+    store(v) => [u8::from(v)];
+    lift(x: i32) => Ok(x != 0);
+    load(buf, off) => Ok(byte(buf, off)? != 0);
 }
 
-impl Lift for u8 {
-    fn lift(_: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        Ok(src.i32()? as u8)
-    }
-    fn load(_: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        byte(buf, off)
-    }
-    /// Bytes come out in one copy (counted once: the copy is the list).
-    fn load_list(cx: &mut Reader<'_>, ptr: u32, len: u32) -> Result<Vec<Self>, AbiError> {
-        cx.read_array(ptr, len, 1, 1)
-    }
-}
-
-impl ComponentType for bool {
-    const LAYOUT: Layout = Layout::scalar(1);
-    type Static = bool;
-    fn typecheck(ty: &Ty) -> Result<(), TypeCheckError> {
-        match ty {
-            Ty::Bool => Ok(()),
-            other => Err(mismatch::<Self>(other)),
-        }
-    }
-}
-
-impl Lower for bool {
-    fn lower<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        out.push_i32(i32::from(*self))
-    }
-    fn store<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        put(buf, off, [u8::from(*self)])
-    }
-}
-
-impl Lift for bool {
-    fn lift(_: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        Ok(src.i32()? != 0)
-    }
-    fn load(_: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        Ok(byte(buf, off)? != 0)
-    }
-}
-
-impl ComponentType for char {
-    const LAYOUT: Layout = Layout::scalar(4);
-    type Static = char;
-    fn typecheck(ty: &Ty) -> Result<(), TypeCheckError> {
-        match ty {
-            Ty::Char => Ok(()),
-            other => Err(mismatch::<Self>(other)),
-        }
-    }
-}
-
-impl Lower for char {
-    fn lower<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        out.push_i32(u32::from(*self) as i32)
-    }
-    fn store<S: AsStoreMut>(
-        &self,
-        _: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        put(buf, off, u32::from(*self).to_le_bytes())
-    }
-}
-
-impl Lift for char {
-    fn lift(_: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        char_from(src.i32()? as u32)
-    }
-    fn load(_: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        char_from(u32::from_le_bytes(bytes(buf, off)?))
-    }
+scalar_impl! {
+    char, Char, 4;
+    lower(v) => push_i32(u32::from(v) as i32);
+    store(v) => u32::from(v).to_le_bytes();
+    lift(x: i32) => char_from(x as u32);
+    load(buf, off) => char_from(u32::from_le_bytes(bytes(buf, off)?));
 }
 
 // ----- strings and lists -----
+
+/// Lower a `(pointer, length)` pair (a string or list) as two flat `i32`s.
+#[inline(always)]
+fn lower_pair(out: &mut FlatOut, p: u32, l: u32) -> Result<(), AbiError> {
+    out.push_i32(p as i32)?;
+    out.push_i32(l as i32)
+}
+
+/// Lift a `(pointer, length)` pair from two flat `i32`s.
+#[inline(always)]
+fn lift_pair(src: &mut FlatIn<'_>) -> Result<(u32, u32), AbiError> {
+    let p = src.i32()? as u32;
+    let l = src.i32()? as u32;
+    Ok((p, l))
+}
+
+/// Load a `(pointer, length)` pair stored at `off`.
+#[inline(always)]
+fn load_pair(buf: &[u8], off: usize) -> Result<(u32, u32), AbiError> {
+    let p = u32::from_le_bytes(bytes(buf, off)?);
+    let l = u32::from_le_bytes(bytes(buf, off + 4)?);
+    Ok((p, l))
+}
+
+/// Rust type `T` (`str` or `String`) where the WIT has `ty`: fits only a `string`.
+fn check_string<T: ?Sized>(ty: &Ty) -> Result<(), TypeCheckError> {
+    match ty {
+        Ty::String => Ok(()),
+        other => Err(mismatch::<T>(other)),
+    }
+}
 
 impl ComponentType for str {
     const LAYOUT: Layout = Layout::POINTER_PAIR;
     type Static = String;
     fn typecheck(ty: &Ty) -> Result<(), TypeCheckError> {
-        match ty {
-            Ty::String => Ok(()),
-            other => Err(mismatch::<Self>(other)),
-        }
+        check_string::<Self>(ty)
     }
 }
 
@@ -813,8 +781,7 @@ impl Lower for str {
         out: &mut FlatOut,
     ) -> Result<(), AbiError> {
         let (p, l) = cx.alloc_bytes(self.as_bytes(), 1)?;
-        out.push_i32(p as i32)?;
-        out.push_i32(l as i32)
+        lower_pair(out, p, l)
     }
     fn store<S: AsStoreMut>(
         &self,
@@ -831,40 +798,45 @@ impl ComponentType for String {
     const LAYOUT: Layout = Layout::POINTER_PAIR;
     type Static = String;
     fn typecheck(ty: &Ty) -> Result<(), TypeCheckError> {
-        match ty {
-            Ty::String => Ok(()),
-            other => Err(mismatch::<Self>(other)),
-        }
+        check_string::<Self>(ty)
     }
 }
 
-impl Lower for String {
-    fn lower<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        self.as_str().lower(cx, out)
-    }
-    fn store<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        self.as_str().store(cx, buf, off)
-    }
+/// `Lower` for a type that lowers as what it borrows: `lower_via!([generics] Type =>
+/// Target, this => borrow of this as &Target)`.
+macro_rules! lower_via {
+    ([$($g:tt)*] $t:ty => $target:ty, $this:ident => $inner:expr) => {
+        impl<$($g)*> Lower for $t {
+            fn lower<S: AsStoreMut>(
+                &self,
+                cx: &mut Writer<'_, S>,
+                out: &mut FlatOut,
+            ) -> Result<(), AbiError> {
+                let $this = self;
+                <$target as Lower>::lower($inner, cx, out)
+            }
+            fn store<S: AsStoreMut>(
+                &self,
+                cx: &mut Writer<'_, S>,
+                buf: &mut [u8],
+                off: usize,
+            ) -> Result<(), AbiError> {
+                let $this = self;
+                <$target as Lower>::store($inner, cx, buf, off)
+            }
+        }
+    };
 }
+
+lower_via!([] String => str, s => s.as_str());
 
 impl Lift for String {
     fn lift(cx: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        let p = src.i32()? as u32;
-        let l = src.i32()? as u32;
+        let (p, l) = lift_pair(src)?;
         cx.read_string(p, l)
     }
     fn load(cx: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        let p = u32::from_le_bytes(bytes(buf, off)?);
-        let l = u32::from_le_bytes(bytes(buf, off + 4)?);
+        let (p, l) = load_pair(buf, off)?;
         cx.read_string(p, l)
     }
 }
@@ -887,8 +859,7 @@ impl<T: Lower> Lower for [T] {
         out: &mut FlatOut,
     ) -> Result<(), AbiError> {
         let (p, l) = T::store_list(self, cx)?;
-        out.push_i32(p as i32)?;
-        out.push_i32(l as i32)
+        lower_pair(out, p, l)
     }
     fn store<S: AsStoreMut>(
         &self,
@@ -909,33 +880,15 @@ impl<T: ComponentType> ComponentType for Vec<T> {
     }
 }
 
-impl<T: Lower> Lower for Vec<T> {
-    fn lower<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        self.as_slice().lower(cx, out)
-    }
-    fn store<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        self.as_slice().store(cx, buf, off)
-    }
-}
+lower_via!([T: Lower] Vec<T> => [T], v => v.as_slice());
 
 impl<T: Lift> Lift for Vec<T> {
     fn lift(cx: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        let p = src.i32()? as u32;
-        let l = src.i32()? as u32;
+        let (p, l) = lift_pair(src)?;
         T::load_list(cx, p, l)
     }
     fn load(cx: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        let p = u32::from_le_bytes(bytes(buf, off)?);
-        let l = u32::from_le_bytes(bytes(buf, off + 4)?);
+        let (p, l) = load_pair(buf, off)?;
         T::load_list(cx, p, l)
     }
 }
@@ -951,25 +904,61 @@ impl<T: ComponentType + ?Sized> ComponentType for &T {
     }
 }
 
-impl<T: Lower + ?Sized> Lower for &T {
-    fn lower<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        out: &mut FlatOut,
-    ) -> Result<(), AbiError> {
-        (**self).lower(cx, out)
+lower_via!([T: Lower + ?Sized] &T => T, r => *r);
+
+// ----- option and result -----
+
+/// Lower case `disc` of a two-case variant (`option`, `result`) laid out as `layout`,
+/// with its payload if it has one; padded to the variant's flat width.
+#[inline(always)]
+fn lower_case<S: AsStoreMut, V: Lower>(
+    cx: &mut Writer<'_, S>,
+    out: &mut FlatOut,
+    layout: Layout,
+    disc: i32,
+    payload: Option<&V>,
+) -> Result<(), AbiError> {
+    let start = out.len();
+    out.push_i32(disc)?;
+    if let Some(v) = payload {
+        v.lower(cx, out)?;
     }
-    fn store<S: AsStoreMut>(
-        &self,
-        cx: &mut Writer<'_, S>,
-        buf: &mut [u8],
-        off: usize,
-    ) -> Result<(), AbiError> {
-        (**self).store(cx, buf, off)
+    out.pad_to(start + layout.flat)
+}
+
+/// Store case `disc` of a two-case variant laid out as `layout` at `off`.
+#[inline(always)]
+fn store_case<S: AsStoreMut, V: Lower>(
+    cx: &mut Writer<'_, S>,
+    buf: &mut [u8],
+    off: usize,
+    layout: Layout,
+    disc: u32,
+    payload: Option<&V>,
+) -> Result<(), AbiError> {
+    store_disc(buf, off, disc, layout.disc_size)?;
+    match payload {
+        Some(v) => v.store(cx, buf, off + layout.payload_offset as usize),
+        None => Ok(()),
     }
 }
 
-// ----- option and result -----
+/// The discriminant of a two-case variant laid out as `layout` and its payload's flat
+/// values (all of the variant's payload slots are taken, whichever case it is).
+#[inline(always)]
+fn lift_case<'v>(src: &mut FlatIn<'v>, layout: Layout) -> Result<(u32, FlatIn<'v>), AbiError> {
+    let disc = src.i32()? as u32;
+    let payload = src.payload(layout.flat.saturating_sub(1))?;
+    Ok((disc, payload))
+}
+
+/// The discriminant of a two-case variant laid out as `layout` at `off`, and where its
+/// payload is.
+#[inline(always)]
+fn load_case(buf: &[u8], off: usize, layout: Layout) -> Result<(u32, usize), AbiError> {
+    let disc = load_disc(buf, off, layout.disc_size)?;
+    Ok((disc, off + layout.payload_offset as usize))
+}
 
 impl<T: ComponentType> ComponentType for Option<T> {
     const LAYOUT: Layout = Layout::variant(&[Layout::EMPTY, T::LAYOUT]);
@@ -988,15 +977,10 @@ impl<T: Lower> Lower for Option<T> {
         cx: &mut Writer<'_, S>,
         out: &mut FlatOut,
     ) -> Result<(), AbiError> {
-        let start = out.len();
         match self {
-            None => out.push_i32(0)?,
-            Some(v) => {
-                out.push_i32(1)?;
-                v.lower(cx, out)?;
-            }
+            None => lower_case::<S, T>(cx, out, Self::LAYOUT, 0, None),
+            Some(v) => lower_case(cx, out, Self::LAYOUT, 1, Some(v)),
         }
-        out.pad_to(start + Self::LAYOUT.flat)
     }
     fn store<S: AsStoreMut>(
         &self,
@@ -1004,21 +988,16 @@ impl<T: Lower> Lower for Option<T> {
         buf: &mut [u8],
         off: usize,
     ) -> Result<(), AbiError> {
-        let l = Self::LAYOUT;
         match self {
-            None => store_disc(buf, off, 0, l.disc_size),
-            Some(v) => {
-                store_disc(buf, off, 1, l.disc_size)?;
-                v.store(cx, buf, off + l.payload_offset as usize)
-            }
+            None => store_case::<S, T>(cx, buf, off, Self::LAYOUT, 0, None),
+            Some(v) => store_case(cx, buf, off, Self::LAYOUT, 1, Some(v)),
         }
     }
 }
 
 impl<T: Lift> Lift for Option<T> {
     fn lift(cx: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        let disc = src.i32()? as u32;
-        let mut payload = src.payload(Self::LAYOUT.flat.saturating_sub(1))?;
+        let (disc, mut payload) = lift_case(src, Self::LAYOUT)?;
         match disc {
             0 => Ok(None),
             1 => Ok(Some(T::lift(cx, &mut payload)?)),
@@ -1026,10 +1005,10 @@ impl<T: Lift> Lift for Option<T> {
         }
     }
     fn load(cx: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        let l = Self::LAYOUT;
-        match load_disc(buf, off, l.disc_size)? {
+        let (disc, at) = load_case(buf, off, Self::LAYOUT)?;
+        match disc {
             0 => Ok(None),
-            1 => Ok(Some(T::load(cx, buf, off + l.payload_offset as usize)?)),
+            1 => Ok(Some(T::load(cx, buf, at)?)),
             value => Err(AbiError::InvalidDiscriminant { value, cases: 2 }),
         }
     }
@@ -1055,18 +1034,10 @@ impl<T: Lower, E: Lower> Lower for Result<T, E> {
         cx: &mut Writer<'_, S>,
         out: &mut FlatOut,
     ) -> Result<(), AbiError> {
-        let start = out.len();
         match self {
-            Ok(v) => {
-                out.push_i32(0)?;
-                v.lower(cx, out)?;
-            }
-            Err(e) => {
-                out.push_i32(1)?;
-                e.lower(cx, out)?;
-            }
+            Ok(v) => lower_case(cx, out, Self::LAYOUT, 0, Some(v)),
+            Err(e) => lower_case(cx, out, Self::LAYOUT, 1, Some(e)),
         }
-        out.pad_to(start + Self::LAYOUT.flat)
     }
     fn store<S: AsStoreMut>(
         &self,
@@ -1074,25 +1045,16 @@ impl<T: Lower, E: Lower> Lower for Result<T, E> {
         buf: &mut [u8],
         off: usize,
     ) -> Result<(), AbiError> {
-        let l = Self::LAYOUT;
-        let at = off + l.payload_offset as usize;
         match self {
-            Ok(v) => {
-                store_disc(buf, off, 0, l.disc_size)?;
-                v.store(cx, buf, at)
-            }
-            Err(e) => {
-                store_disc(buf, off, 1, l.disc_size)?;
-                e.store(cx, buf, at)
-            }
+            Ok(v) => store_case(cx, buf, off, Self::LAYOUT, 0, Some(v)),
+            Err(e) => store_case(cx, buf, off, Self::LAYOUT, 1, Some(e)),
         }
     }
 }
 
 impl<T: Lift, E: Lift> Lift for Result<T, E> {
     fn lift(cx: &mut Reader<'_>, src: &mut FlatIn<'_>) -> Result<Self, AbiError> {
-        let disc = src.i32()? as u32;
-        let mut payload = src.payload(Self::LAYOUT.flat.saturating_sub(1))?;
+        let (disc, mut payload) = lift_case(src, Self::LAYOUT)?;
         match disc {
             0 => Ok(Ok(T::lift(cx, &mut payload)?)),
             1 => Ok(Err(E::lift(cx, &mut payload)?)),
@@ -1100,9 +1062,8 @@ impl<T: Lift, E: Lift> Lift for Result<T, E> {
         }
     }
     fn load(cx: &mut Reader<'_>, buf: &[u8], off: usize) -> Result<Self, AbiError> {
-        let l = Self::LAYOUT;
-        let at = off + l.payload_offset as usize;
-        match load_disc(buf, off, l.disc_size)? {
+        let (disc, at) = load_case(buf, off, Self::LAYOUT)?;
+        match disc {
             0 => Ok(Ok(T::load(cx, buf, at)?)),
             1 => Ok(Err(E::load(cx, buf, at)?)),
             value => Err(AbiError::InvalidDiscriminant { value, cases: 2 }),

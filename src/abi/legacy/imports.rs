@@ -111,6 +111,54 @@ fn read_str(view: &MemoryView<'_>, ctx: &PluginContext, ptr: i32, len: i32) -> O
     memory::read_string(view, u32_arg(ptr), u32_arg(len), ctx.limits.guest_read_max).ok()
 }
 
+/// Run a host function body over guest memory: the context, a view of the memory and
+/// the owner id; -1 when the module exports no memory.
+fn with_view(
+    env: &mut Env<'_>,
+    import: &'static str,
+    body: impl FnOnce(&PluginContext, &MemoryView<'_>, OwnerId) -> i32,
+) -> Result<i32, HostTrap> {
+    guarded(env, import, |env| {
+        let (ctx, mem, owner) = parts(env);
+        let Some(mem) = mem else { return -1 };
+        let view = mem.view(&*env);
+        body(&ctx, &view, owner)
+    })
+}
+
+/// [`with_view`] for a host function whose first argument is the guest string
+/// `(ptr, len)`: -1 when it cannot be read.
+fn with_str(
+    env: &mut Env<'_>,
+    import: &'static str,
+    (ptr, len): (i32, i32),
+    body: impl FnOnce(&PluginContext, &MemoryView<'_>, OwnerId, String) -> i32,
+) -> Result<i32, HostTrap> {
+    with_view(env, import, |ctx, view, owner| {
+        match read_str(view, ctx, ptr, len) {
+            Some(s) => body(ctx, view, owner, s),
+            None => -1,
+        }
+    })
+}
+
+/// [`with_view`] for a host function whose first two arguments are guest strings: -1
+/// when either cannot be read.
+fn with_strs(
+    env: &mut Env<'_>,
+    import: &'static str,
+    (ap, al): (i32, i32),
+    (bp, bl): (i32, i32),
+    body: impl FnOnce(&PluginContext, &MemoryView<'_>, OwnerId, String, String) -> i32,
+) -> Result<i32, HostTrap> {
+    with_view(env, import, |ctx, view, owner| {
+        match (read_str(view, ctx, ap, al), read_str(view, ctx, bp, bl)) {
+            (Some(a), Some(b)) => body(ctx, view, owner, a, b),
+            _ => -1,
+        }
+    })
+}
+
 /// Write `data` at `ret_ptr`; the byte count, or None when out of bounds or too long for i32.
 fn write_answer(view: &MemoryView<'_>, ret_ptr: i32, data: &[u8]) -> Option<i32> {
     let n = i32::try_from(data.len()).ok()?;
@@ -119,15 +167,12 @@ fn write_answer(view: &MemoryView<'_>, ret_ptr: i32, data: &[u8]) -> Option<i32>
 }
 
 fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "storage.get", |env| {
-        let (ctx, mem, _) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let Some(key) = read_str(&view, &ctx, kp, kl) else {
-            return -1;
-        };
-        match ctx.storage_get(&key) {
-            Ok(Some(v)) => write_answer(&view, ret, v.as_bytes()).unwrap_or(-1),
+    with_str(
+        &mut env,
+        "storage.get",
+        (kp, kl),
+        |ctx, view, _, key| match ctx.storage_get(&key) {
+            Ok(Some(v)) => write_answer(view, ret, v.as_bytes()).unwrap_or(-1),
             Ok(None) => 0,
             Err(e @ StorageError::ValueTooLarge { .. }) => {
                 log::warn!("[plugin:{}] storage.get({key}) refused: {e}", ctx.plugin_id);
@@ -137,70 +182,57 @@ fn storage_get(mut env: Env<'_>, kp: i32, kl: i32, ret: i32) -> Result<i32, Host
                 log::error!("[plugin:{}] storage.get({key}) failed: {e}", ctx.plugin_id);
                 -1
             }
+        },
+    )
+}
+
+/// 0 when a storage write went through, else -1 (logged).
+fn storage_written(ctx: &PluginContext, result: Result<(), StorageError>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!("[plugin:{}] Failed to save storage: {e}", ctx.plugin_id);
+            -1
         }
-    })
+    }
 }
 
 fn storage_set(mut env: Env<'_>, kp: i32, kl: i32, vp: i32, vl: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "storage.set", |env| {
-        let (ctx, mem, _) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let (Some(key), Some(value)) =
-            (read_str(&view, &ctx, kp, kl), read_str(&view, &ctx, vp, vl))
-        else {
-            return -1;
-        };
-        match ctx.storage_set(&key, &value) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::warn!("[plugin:{}] Failed to save storage: {e}", ctx.plugin_id);
-                -1
-            }
-        }
-    })
+    with_strs(
+        &mut env,
+        "storage.set",
+        (kp, kl),
+        (vp, vl),
+        |ctx, _, _, k, v| storage_written(ctx, ctx.storage_set(&k, &v)),
+    )
 }
 
 fn storage_delete(mut env: Env<'_>, kp: i32, kl: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "storage.delete", |env| {
-        let (ctx, mem, _) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let Some(key) = read_str(&view, &ctx, kp, kl) else {
-            return -1;
-        };
-        match ctx.storage_delete(&key) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::warn!("[plugin:{}] Failed to save storage: {e}", ctx.plugin_id);
-                -1
-            }
-        }
+    with_str(&mut env, "storage.delete", (kp, kl), |ctx, _, _, key| {
+        storage_written(ctx, ctx.storage_delete(&key))
     })
 }
 
 fn http_common(
-    env: &mut Env<'_>,
+    ctx: &PluginContext,
+    view: &MemoryView<'_>,
     method: HttpMethod,
     url: (i32, i32),
     body: Option<(i32, i32)>,
     headers: (i32, i32),
     ret: i32,
 ) -> i32 {
-    let (ctx, mem, _) = parts(env);
-    let Some(mem) = mem else { return -1 };
-    let view = mem.view(&*env);
-    let Some(url) = read_str(&view, &ctx, url.0, url.1) else {
+    let Some(url) = read_str(view, ctx, url.0, url.1) else {
         return -1;
     };
     let body = match body {
-        Some((p, l)) => match read_str(&view, &ctx, p, l) {
+        Some((p, l)) => match read_str(view, ctx, p, l) {
             Some(b) => Some(b),
             None => return -1,
         },
         None => None,
     };
-    let Some(headers) = read_str(&view, &ctx, headers.0, headers.1) else {
+    let Some(headers) = read_str(view, ctx, headers.0, headers.1) else {
         return -1;
     };
     let headers = parse_headers(&headers);
@@ -209,8 +241,8 @@ fn http_common(
     if let Err(HttpError::Denied(_)) = result {
         return -2;
     }
-    let text = http::bounded_envelope(&ctx, &result);
-    write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+    let text = http::bounded_envelope(ctx, &result);
+    write_answer(view, ret, text.as_bytes()).unwrap_or(-1)
 }
 
 fn http_get(
@@ -221,8 +253,8 @@ fn http_get(
     hl: i32,
     ret: i32,
 ) -> Result<i32, HostTrap> {
-    guarded(&mut env, "http.get", |env| {
-        http_common(env, HttpMethod::Get, (up, ul), None, (hp, hl), ret)
+    with_view(&mut env, "http.get", |ctx, view, _| {
+        http_common(ctx, view, HttpMethod::Get, (up, ul), None, (hp, hl), ret)
     })
 }
 
@@ -237,15 +269,9 @@ fn http_post(
     hl: i32,
     ret: i32,
 ) -> Result<i32, HostTrap> {
-    guarded(&mut env, "http.post", |env| {
-        http_common(
-            env,
-            HttpMethod::Post,
-            (up, ul),
-            Some((bp, bl)),
-            (hp, hl),
-            ret,
-        )
+    let (url, body, headers) = ((up, ul), Some((bp, bl)), (hp, hl));
+    with_view(&mut env, "http.post", |ctx, view, _| {
+        http_common(ctx, view, HttpMethod::Post, url, body, headers, ret)
     })
 }
 
@@ -257,21 +283,19 @@ fn ws_connect(
     hl: i32,
     ret: i32,
 ) -> Result<i32, HostTrap> {
-    guarded(&mut env, "ws.connect", |env| {
-        let (ctx, mem, owner) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let (Some(url), Some(headers)) =
-            (read_str(&view, &ctx, up, ul), read_str(&view, &ctx, hp, hl))
-        else {
-            return -1;
-        };
-        let text = match ctx.ws_connect(owner, &url, &parse_headers(&headers)) {
-            Err(WsError::Denied(_)) => return -2,
-            result => ws_connect_envelope(&result),
-        };
-        write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
-    })
+    with_strs(
+        &mut env,
+        "ws.connect",
+        (up, ul),
+        (hp, hl),
+        |ctx, view, owner, url, headers| {
+            let text = match ctx.ws_connect(owner, &url, &parse_headers(&headers)) {
+                Err(WsError::Denied(_)) => return -2,
+                result => ws_connect_envelope(&result),
+            };
+            write_answer(view, ret, text.as_bytes()).unwrap_or(-1)
+        },
+    )
 }
 
 /// A guest handle as the host's `u64` (non-positive handles are never issued).
@@ -280,15 +304,9 @@ fn handle_arg(h: i64) -> u64 {
 }
 
 fn ws_send(mut env: Env<'_>, handle: i64, dp: i32, dl: i32, ret: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "ws.send", |env| {
-        let (ctx, mem, owner) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let Some(data) = read_str(&view, &ctx, dp, dl) else {
-            return -1;
-        };
+    with_str(&mut env, "ws.send", (dp, dl), |ctx, view, owner, data| {
         let text = ws_send_envelope(&ctx.ws_send(owner, handle_arg(handle), &data));
-        write_answer(&view, ret, text.as_bytes()).unwrap_or(-1)
+        write_answer(view, ret, text.as_bytes()).unwrap_or(-1)
     })
 }
 
@@ -314,83 +332,75 @@ fn ws_recv(
 }
 
 fn ws_close(mut env: Env<'_>, handle: i64, ret: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "ws.close", |env| {
-        let (ctx, mem, owner) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
+    with_view(&mut env, "ws.close", |ctx, view, owner| {
         ctx.ws_close(owner, handle_arg(handle));
-        write_answer(&view, ret, ws_ok_envelope().as_bytes()).unwrap_or(-1)
+        write_answer(view, ret, ws_ok_envelope().as_bytes()).unwrap_or(-1)
     })
 }
 
 fn env_get(mut env: Env<'_>, np: i32, nl: i32, ret: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "env.get", |env| {
-        let (ctx, mem, _) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let Some(name) = read_str(&view, &ctx, np, nl) else {
-            return -1;
-        };
-        match ctx.env_get(&name) {
-            Ok(Some(v)) => write_answer(&view, ret, v.as_bytes()).unwrap_or(-1),
+    with_str(
+        &mut env,
+        "env.get",
+        (np, nl),
+        |ctx, view, _, name| match ctx.env_get(&name) {
+            Ok(Some(v)) => write_answer(view, ret, v.as_bytes()).unwrap_or(-1),
             Ok(None) => 0,
             Err(EnvError::Denied(_)) => -2,
             Err(EnvError::TooLarge { .. }) => -1,
-        }
-    })
+        },
+    )
 }
 
 fn fs_read(mut env: Env<'_>, pp: i32, pl: i32, ret: i32) -> Result<i32, HostTrap> {
-    guarded(&mut env, "fs.read", |env| {
-        let (ctx, mem, _) = parts(env);
-        let Some(mem) = mem else { return -1 };
-        let view = mem.view(&*env);
-        let Some(path) = read_str(&view, &ctx, pp, pl) else {
-            return -1;
-        };
-        match ctx.fs_read(&path) {
-            Ok(text) => write_answer(&view, ret, text.as_bytes()).unwrap_or(-4),
+    with_str(
+        &mut env,
+        "fs.read",
+        (pp, pl),
+        |ctx, view, _, path| match ctx.fs_read(&path) {
+            Ok(text) => write_answer(view, ret, text.as_bytes()).unwrap_or(-4),
             Err(FsError::Denied(_)) => -2,
             Err(e) => {
                 log::debug!("[plugin:{}] fs.read failed: {e}", ctx.plugin_id);
                 -3
             }
+        },
+    )
+}
+
+/// `log.<level>(message)`.
+fn log_at(
+    env: &mut Env<'_>,
+    import: &'static str,
+    level: log::Level,
+    mp: i32,
+    ml: i32,
+) -> Result<(), HostTrap> {
+    guarded(env, import, |env| {
+        // Below the level: nothing to read, nothing to clone.
+        if !env.data().ctx.log_enabled(level) {
+            return;
+        }
+        let (ctx, mem, _) = parts(env);
+        let Some(mem) = mem else { return };
+        let view = mem.view(&*env);
+        if let Some(msg) = read_str(&view, &ctx, mp, ml) {
+            ctx.log(level, &msg);
         }
     })
 }
 
-fn log_at(env: &mut Env<'_>, level: log::Level, mp: i32, ml: i32) {
-    // Below the level: nothing to read, nothing to clone.
-    if !env.data().ctx.log_enabled(level) {
-        return;
-    }
-    let (ctx, mem, _) = parts(env);
-    let Some(mem) = mem else { return };
-    let view = mem.view(&*env);
-    if let Some(msg) = read_str(&view, &ctx, mp, ml) {
-        ctx.log(level, &msg);
-    }
-}
-
 fn log_debug(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
-    guarded(&mut env, "log.debug", |env| {
-        log_at(env, log::Level::Debug, mp, ml)
-    })
+    log_at(&mut env, "log.debug", log::Level::Debug, mp, ml)
 }
 fn log_info(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
-    guarded(&mut env, "log.info", |env| {
-        log_at(env, log::Level::Info, mp, ml)
-    })
+    log_at(&mut env, "log.info", log::Level::Info, mp, ml)
 }
 fn log_warn(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
-    guarded(&mut env, "log.warn", |env| {
-        log_at(env, log::Level::Warn, mp, ml)
-    })
+    log_at(&mut env, "log.warn", log::Level::Warn, mp, ml)
 }
 fn log_error(mut env: Env<'_>, mp: i32, ml: i32) -> Result<(), HostTrap> {
-    guarded(&mut env, "log.error", |env| {
-        log_at(env, log::Level::Error, mp, ml)
-    })
+    log_at(&mut env, "log.error", log::Level::Error, mp, ml)
 }
 
 /// Build the `tark:*` imports of one instance.
