@@ -15,10 +15,10 @@ use serde_json::json;
 
 use common::fixtures::{compilers, TestEnv};
 use common::servers::HttpTestServer;
+use common::wat::*;
 use tark_wasmer::engine::{Compiler, EngineSettings, WasmEngine};
 use tark_wasmer::lowlevel::AbiError;
 use tark_wasmer::lowlevel::CanonicalInstance;
-use tark_wasmer::lowlevel::Contract;
 use tark_wasmer::lowlevel::Val;
 use tark_wasmer::lowlevel::{Lift, Lower};
 use tark_wasmer::plugin::{
@@ -868,84 +868,6 @@ fn sdk_auth_typed_matches_dynamic() {
 
 // ----- hostile guests: the typed call fails exactly like the dynamic one -----
 
-fn le(v: u32) -> String {
-    v.to_le_bytes()
-        .iter()
-        .map(|b| format!("\\{b:02x}"))
-        .collect()
-}
-
-fn pair(ptr: u32, len: u32) -> String {
-    format!("{}{}", le(ptr), le(len))
-}
-
-fn wat_types(kind: &str, ts: &[wasmer::Type]) -> String {
-    if ts.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = ts
-        .iter()
-        .map(|t| match t {
-            wasmer::Type::I32 => "i32",
-            wasmer::Type::I64 => "i64",
-            wasmer::Type::F32 => "f32",
-            wasmer::Type::F64 => "f64",
-            other => panic!("no core type {other:?} in the contract"),
-        })
-        .collect();
-    format!("({kind} {})", names.join(" "))
-}
-
-fn export_sig(iface: &str, func: &str) -> wasmer::FunctionType {
-    Contract::get()
-        .func(iface, func)
-        .unwrap_or_else(|| panic!("{iface}.{func}"))
-        .export_signature()
-}
-
-fn export(iface: &str, func: &str, body: &str) -> String {
-    let sig = export_sig(iface, func);
-    format!(
-        "(func (export \"tark:plugin/{iface}#{func}\") {} {} {body})",
-        wat_types("param", sig.params()),
-        wat_types("result", sig.results())
-    )
-}
-
-fn post(iface: &str, func: &str) -> String {
-    format!(
-        "(func (export \"cabi_post_tark:plugin/{iface}#{func}\") {})",
-        wat_types("param", export_sig(iface, func).results())
-    )
-}
-
-const REALLOC_OK: &str = r#"
-  (global $heap (mut i32) (i32.const 32768))
-  (func (export "cabi_realloc") (param i32 i32) (param $align i32) (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
-                           (i32.sub (i32.const 0) (local.get $align))))
-    (global.set $heap (i32.add (local.get $p) (local.get $n)))
-    (local.get $p))"#;
-
-const REALLOC_MISALIGNED: &str = r#"
-  (global $heap (mut i32) (i32.const 32768))
-  (func (export "cabi_realloc") (param i32 i32) (param $align i32) (param $n i32) (result i32)
-    (local $p i32)
-    (if (i32.eq (local.get $align) (i32.const 4)) (then (return (i32.const 1025))))
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (local.get $p) (local.get $n)))
-    (local.get $p))"#;
-
-fn realloc_returning(ret: i32) -> String {
-    format!(
-        "(func (export \"cabi_realloc\") (param i32 i32 i32 i32) (result i32) (i32.const {ret}))"
-    )
-}
-
-const REALLOC_TRAP: &str =
-    r#"(func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)"#;
-
 /// Data: "Hostile" @32, invalid UTF-8 @48.
 fn module(pages: u32, body: &[&str]) -> String {
     format!(
@@ -973,17 +895,6 @@ fn same_failure<P: Lower, R: Lift + std::fmt::Debug>(
         .expect_err("dynamic call must fail");
     assert_eq!(typed, dynamic, "{iface}#{func}");
     typed
-}
-
-fn abi(function: &str, e: impl Into<AbiError>) -> CallError {
-    CallError::Abi {
-        function: function.to_string(),
-        message: e.into().to_string(),
-    }
-}
-
-fn oob(ptr: u64, len: u64, size: u64) -> GuestMemoryError {
-    GuestMemoryError::OutOfBounds { ptr, len, size }
 }
 
 const DISPLAY: &str = "tark:plugin/auth-plugin#display-name";
@@ -1271,19 +1182,7 @@ fn hostile_realloc_and_missing_post_return_fail_like_the_dynamic_path() {
         );
         assert_eq!(
             e,
-            abi(
-                "tark:plugin/conformance#echo-strings",
-                AbiError::Realloc {
-                    align: 4,
-                    size: 8,
-                    ptr: 1025,
-                    detail: GuestMemoryError::Misaligned {
-                        ptr: 1025,
-                        align: 4
-                    }
-                    .to_string()
-                }
-            ),
+            abi("tark:plugin/conformance#echo-strings", realloc_misaligned()),
             "{c}"
         );
         // Missing post-return for a result that owns memory; a trapping one.

@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod fixtures;
 pub mod servers;
+pub mod wat;
