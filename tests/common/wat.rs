@@ -4,6 +4,10 @@
 use tark_wasmer::lowlevel::{AbiError, Contract};
 use tark_wasmer::{CallError, GuestMemoryError};
 
+#[path = "../fuzz/harness/wat.rs"]
+mod sigs;
+pub use sigs::{wat_sig as sig, wat_types};
+
 /// `"\xx\xx\xx\xx"`: a little-endian u32 as a WAT data string.
 pub fn le(v: u32) -> String {
     v.to_le_bytes()
@@ -15,31 +19,6 @@ pub fn le(v: u32) -> String {
 /// A `(ptr, len)` pair as WAT data.
 pub fn pair(ptr: u32, len: u32) -> String {
     format!("{}{}", le(ptr), le(len))
-}
-
-pub fn wat_types(kind: &str, ts: &[wasmer::Type]) -> String {
-    if ts.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = ts
-        .iter()
-        .map(|t| match t {
-            wasmer::Type::I32 => "i32",
-            wasmer::Type::I64 => "i64",
-            wasmer::Type::F32 => "f32",
-            wasmer::Type::F64 => "f64",
-            other => panic!("no core type {other:?} in the contract"),
-        })
-        .collect();
-    format!("({kind} {})", names.join(" "))
-}
-
-pub fn sig(ty: &wasmer::FunctionType) -> String {
-    format!(
-        "{} {}",
-        wat_types("param", ty.params()),
-        wat_types("result", ty.results())
-    )
 }
 
 pub fn func_sig(iface: &str, func: &str) -> &'static tark_wasmer::lowlevel::FuncSig {

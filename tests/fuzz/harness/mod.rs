@@ -15,6 +15,7 @@ pub mod imports;
 pub mod lift;
 pub mod manifest;
 pub mod server;
+pub mod wat;
 
 use tark_wasmer::engine::Compiler;
 
@@ -56,29 +57,4 @@ pub fn compilers() -> Vec<Compiler> {
     }
 }
 
-/// A WAT `(param ...)` or `(result ...)` clause.
-pub fn wat_types(kind: &str, ts: &[wasmer::Type]) -> String {
-    if ts.is_empty() {
-        return String::new();
-    }
-    let names: Vec<&str> = ts
-        .iter()
-        .map(|t| match t {
-            wasmer::Type::I32 => "i32",
-            wasmer::Type::I64 => "i64",
-            wasmer::Type::F32 => "f32",
-            wasmer::Type::F64 => "f64",
-            other => panic!("no core type {other:?} in the contract"),
-        })
-        .collect();
-    format!("({kind} {})", names.join(" "))
-}
-
-/// A WAT function signature.
-pub fn wat_sig(ty: &wasmer::FunctionType) -> String {
-    format!(
-        "{} {}",
-        wat_types("param", ty.params()),
-        wat_types("result", ty.results())
-    )
-}
+pub use wat::{wat_sig, wat_types};
